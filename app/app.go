@@ -1,0 +1,190 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"papo/models"
+)
+
+// Store is everything the application needs from the data layer;
+// *models.Store provides it.
+type Store interface {
+	AccountStore
+	SessionStore
+	HistoryStore
+	MessageStore
+	MessageSource
+	Ping(ctx context.Context) error
+}
+
+// Options are the parts of App that tests and tools set apart from Config.
+type Options struct {
+	BcryptCost  int           // default 11
+	TypingLapse time.Duration // default TypingLapse
+	Hub         HubOptions
+	// Broker and Presence replace the ones Config implies (for tests).
+	Broker      Broker
+	NewPresence func(notify func(PresenceChange)) PresenceManager
+}
+
+// App is papo's application: the services the routes call, wired.
+type App struct {
+	Config    Config
+	Origin    string
+	Accounts  *Accounts
+	Sessions  *Sessions
+	Chat      *Chat
+	Hub       *Hub
+	Broker    Broker
+	Presence  PresenceManager
+	Log       *slog.Logger
+	Streams   *StreamLimits
+	store     Store
+	writer    *Writer
+	announcer *Announcer
+	typing    *Typing
+	cancel    context.CancelFunc
+}
+
+// New wires and starts the application on an open, migrated store.
+func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Options) (*App, error) {
+	if opts.BcryptCost == 0 {
+		opts.BcryptCost = 11
+	}
+	if opts.Hub.Heartbeat == 0 {
+		opts.Hub.Heartbeat = cfg.Heartbeat
+	}
+	origin := newOrigin()
+	broker := opts.Broker
+	if broker == nil {
+		var err error
+		if broker, err = newBroker(ctx, cfg, origin, log); err != nil {
+			return nil, err
+		}
+	}
+	a := &App{Config: cfg, Origin: origin, Broker: broker, Log: log, store: store}
+	a.Hub = NewHub(origin, broker, store, log, opts.Hub)
+	if err := a.Hub.Start(ctx); err != nil {
+		_ = broker.Close()
+		return nil, fmt.Errorf("starting the hub: %w", err)
+	}
+	a.writer = NewWriter(store, a.Hub, log)
+	a.announcer = NewAnnouncer(a.writer, a.Hub, func() PresenceManager { return a.Presence }, log)
+	switch {
+	case opts.NewPresence != nil:
+		a.Presence = opts.NewPresence(a.announcer.Notify)
+	case cfg.RedisURL != "":
+		presence, err := NewRedisPresence(ctx, RedisPresenceOptions{
+			URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Origin: origin, Grace: cfg.LeaveGrace,
+		}, a.announcer.Notify, log)
+		if err != nil {
+			a.Close()
+			return nil, &ConfigError{"REDIS_URL", err}
+		}
+		a.Presence = presence
+	default:
+		a.Presence = NewMemoryPresence(cfg.LeaveGrace, a.announcer.Notify)
+	}
+	a.typing = NewTyping(a.Hub, opts.TypingLapse, log)
+
+	lim := cfg.Limits
+	var (
+		messages      RateLimiter    = Unlimited{}
+		registrations RateLimiter    = Unlimited{}
+		loginFailures FailureCounter = Unlimited{}
+		addrFailures  FailureCounter = Unlimited{}
+	)
+	if lim.Enabled {
+		messages = NewMemoryRateLimiter(lim.MessageRate, lim.MessageBurst)
+		registrations = NewMemoryRateLimiter(float64(lim.Registrations)/lim.RegisterWindow.Seconds(), lim.Registrations)
+		loginFailures = NewMemoryFailureCounter(lim.LoginFailures, lim.LoginWindow)
+		// An address may fail for several users (a shared NAT), so it gets
+		// a wider allowance than one username.
+		addrFailures = NewMemoryFailureCounter(lim.LoginFailures*10, lim.LoginWindow)
+	}
+	accounts, err := NewAccounts(store, opts.BcryptCost, loginFailures, addrFailures, registrations)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Accounts = accounts
+	a.Sessions = NewSessions(store, a.Hub)
+	a.Streams = NewStreamLimits(lim)
+	a.Chat = &Chat{
+		history: store, writer: a.writer, hub: a.Hub, presence: a.Presence, typing: a.typing,
+		commands: NewCommands(), accounts: accounts, messages: messages, log: log,
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	go a.Sessions.Sweep(bg, time.Hour)
+	return a, nil
+}
+
+func newOrigin() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Ready reports whether the database and the broker answer.
+func (a *App) Ready(ctx context.Context) error {
+	if err := a.store.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if err := a.Broker.Ping(ctx); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// StopStreams ends every open stream and refuses new ones: the first step
+// of a graceful shutdown, since streams never end by themselves.
+func (a *App) StopStreams() { a.Hub.Stop() }
+
+// Close finishes the stores in flight and releases everything. Call it
+// after the HTTP server has stopped, so nothing submits any more.
+func (a *App) Close() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.Hub.Stop()
+	if a.typing != nil {
+		a.typing.Close()
+	}
+	if a.Presence != nil {
+		_ = a.Presence.Close()
+	}
+	if a.announcer != nil {
+		a.announcer.Close()
+	}
+	if a.writer != nil {
+		a.writer.Close()
+	}
+	_ = a.Broker.Close()
+}
+
+// newBroker picks the broker the configuration implies: Redis pub/sub when
+// REDIS_URL is set, else none (one instance).
+func newBroker(_ context.Context, cfg Config, _ string, log *slog.Logger) (Broker, error) {
+	if cfg.RedisURL == "" {
+		return LocalBroker{}, nil
+	}
+	b, err := NewRedisBroker(cfg.RedisURL, cfg.RedisPrefix, log)
+	if err != nil {
+		return nil, &ConfigError{"REDIS_URL", err}
+	}
+	return b, nil
+}
+
+// Store returns the data layer, for tests and tools.
+func (a *App) StoreForTests() Store { return a.store }
+
+var _ Store = (*models.Store)(nil)
+
+// ObserveStores sets hooks that count stored messages and batch sizes.
+func (a *App) ObserveStores(stored, batch func(n int)) { a.writer.Observe(stored, batch) }

@@ -1,0 +1,275 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"papo/models"
+)
+
+// HistoryStore is the part of the store that reading history needs.
+type HistoryStore interface {
+	LastMessageID(ctx context.Context) (int64, error)
+	VisibleAfter(ctx context.Context, v models.Visibility, after int64, limit int) ([]models.Message, error)
+	VisibleBefore(ctx context.Context, v models.Visibility, before int64, limit int) ([]models.Message, error)
+}
+
+// Backlog and paging bounds.
+const (
+	BacklogSize      = 50
+	DefaultPageSize  = 50
+	MaxPageSize      = 200
+	MaxReplay        = 2000 // a resume that missed more replays the newest this many
+	maxCursorDigits  = 19
+	resumeNew        = "new"
+	resumeOK         = "ok"
+	resumeTruncated  = "truncated"
+	resumeInvalid    = "invalid"
+	commandPrefix    = "/"
+	escapedSlashText = "//"
+)
+
+// Chat is the service behind the room routes: posting, commands, typing,
+// history and streams.
+type Chat struct {
+	history  HistoryStore
+	writer   *Writer
+	hub      *Hub
+	presence PresenceManager
+	typing   *Typing
+	commands *Commands
+	accounts *Accounts
+	messages RateLimiter
+	log      *slog.Logger
+}
+
+// PostResult is what a POST to a room answers: a stored message, or a
+// command's reply (with the message it posted, if any).
+type PostResult struct {
+	Message *Message
+	Reply   *Reply
+}
+
+// Post validates text and stores it in room, or runs it as a command.
+func (c *Chat) Post(ctx context.Context, user UserRef, room, text string) (PostResult, error) {
+	if err := CheckRoom(room); err != nil {
+		return PostResult{}, err
+	}
+	text, err := NormalizeMessage(text)
+	if err != nil {
+		return PostResult{}, err
+	}
+	ok, after, err := c.messages.Allow(ctx, "messages:"+strconv.FormatInt(user.ID, 10))
+	if err != nil {
+		return PostResult{}, unavailable(err)
+	}
+	if !ok {
+		return PostResult{}, rateLimited("too_many_messages", "You are sending messages too fast; wait a moment.", after)
+	}
+	// "//text" posts "/text", so a message can start with a slash.
+	if strings.HasPrefix(text, commandPrefix) && !strings.HasPrefix(text, escapedSlashText) {
+		name, args := ParseCommand(text)
+		call := &Call{Chat: c, User: user, Room: room, Name: name, Args: args}
+		reply, err := c.commands.Run(ctx, call)
+		if err != nil {
+			return PostResult{}, err
+		}
+		c.publishReply(ctx, user, room, reply)
+		return PostResult{Reply: &reply, Message: call.Posted}, nil
+	}
+	text = strings.TrimPrefix(text, "/")
+	m := &models.Message{Room: room, Kind: models.KindUser, UserID: user.ID, Username: user.Name, Body: text}
+	if err := c.store(ctx, m); err != nil {
+		return PostResult{}, err
+	}
+	v := MessageView(m)
+	return PostResult{Message: &v}, nil
+}
+
+func (c *Chat) store(ctx context.Context, m *models.Message) error {
+	m.CreatedAt = time.Now().UTC().Truncate(time.Millisecond)
+	if err := c.writer.Store(ctx, m); err != nil {
+		return err
+	}
+	// Posting ends typing, as people expect.
+	c.typing.Set(ctx, m.Room, UserRef{ID: m.UserID, Name: m.Username}, false)
+	return nil
+}
+
+func (c *Chat) publishReply(ctx context.Context, user UserRef, room string, reply Reply) {
+	env := Envelope{Type: EventReply, Room: room, User: user.ID}
+	if err := c.hub.PublishEvent(ctx, env, reply); err != nil {
+		c.log.Warn("chat: publishing a reply", "err", err)
+	}
+}
+
+// SetTyping records that user started or stopped typing.
+func (c *Chat) SetTyping(ctx context.Context, user UserRef, room string, typing bool) error {
+	if err := CheckRoom(room); err != nil {
+		return err
+	}
+	c.typing.Set(ctx, room, user, typing)
+	return nil
+}
+
+// History returns a page of the messages user may see in room: the limit
+// newest with id below before (0: the newest), oldest first.
+func (c *Chat) History(ctx context.Context, user UserRef, room string, before int64, limit int) ([]Message, error) {
+	if err := CheckRoom(room); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	limit = min(limit, MaxPageSize)
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	rows, err := c.history.VisibleBefore(ctx, models.Visibility{Room: room, UserID: user.ID}, before, limit)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return views(rows), nil
+}
+
+// Online lists the users online in room.
+func (c *Chat) Online(ctx context.Context, room string) ([]string, error) {
+	if err := CheckRoom(room); err != nil {
+		return nil, err
+	}
+	users, err := c.presence.Online(ctx, room)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return users, nil
+}
+
+// Commands returns the command table.
+func (c *Chat) Commands() []*Command { return c.commands.List() }
+
+func views(rows []models.Message) []Message {
+	out := make([]Message, len(rows))
+	for i := range rows {
+		out[i] = MessageView(&rows[i])
+	}
+	return out
+}
+
+// ReadyEvent is the data of the ready event. Resume says how the cursor
+// was taken: "new" (none given: the newest messages were replayed), "ok"
+// (everything after it was replayed), "truncated" (more than MaxReplay were
+// missed: the newest MaxReplay were replayed, page back for the rest) or
+// "invalid" (malformed, or from the future: treated as none).
+type ReadyEvent struct {
+	Room     string `json:"room"`
+	Resume   string `json:"resume"`
+	Replayed int    `json:"replayed"`
+}
+
+// Stream is an open event stream: what to send first, then the live queue.
+type Stream struct {
+	Sub *Subscriber
+	// Initial holds the backlog, the users event and ready, in order.
+	Initial []*Frame
+	// LastID is the id of the last message in Initial; live message frames
+	// at or below it are duplicates of the backlog and must be skipped.
+	LastID int64
+
+	chat *Chat
+}
+
+// Close ends the stream's subscription and presence. The caller must call
+// it exactly once.
+func (s *Stream) Close(ctx context.Context) {
+	s.chat.hub.Unsubscribe(s.Sub)
+	s.chat.presence.Disconnect(ctx, s.Sub.Room, s.Sub.User)
+}
+
+// ParseCursor reads a Last-Event-ID: a positive decimal id.
+func ParseCursor(raw string) (id int64, ok bool) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" || len(raw) > maxCursorDigits {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < 0 || raw[0] == '+' {
+		return 0, false
+	}
+	return n, true
+}
+
+// OpenStream subscribes user to room and prepares the backlog. The order
+// matters: the subscriber is registered first, so every message committed
+// from then on is queued to it; the backlog read after that covers all
+// that came before. The two may overlap; Stream.LastID dedupes the seam.
+func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, cursor string) (*Stream, error) {
+	if err := CheckRoom(room); err != nil {
+		return nil, err
+	}
+	sub, err := c.hub.Subscribe(room, user, session)
+	if err != nil {
+		return nil, err
+	}
+	st := &Stream{Sub: sub, chat: c}
+	if err := c.presence.Connect(ctx, room, user); err != nil {
+		c.hub.Unsubscribe(sub)
+		return nil, unavailable(err)
+	}
+	backlog, resume, err := c.backlog(ctx, models.Visibility{Room: room, UserID: user.ID}, cursor)
+	if err == nil {
+		var users []string
+		users, err = c.presence.Online(ctx, room)
+		for i := range backlog {
+			st.Initial = append(st.Initial, messageFrame(&backlog[i]))
+			st.LastID = backlog[i].ID
+		}
+		st.Initial = append(st.Initial,
+			encodeJSONFrame(EventUsers, UsersEvent{Room: room, Users: users}),
+			encodeJSONFrame(EventReady, ReadyEvent{Room: room, Resume: resume, Replayed: len(backlog)}))
+	}
+	if err != nil {
+		st.Close(ctx)
+		return nil, unavailable(err)
+	}
+	if cursorID, ok := ParseCursor(cursor); ok && resume == resumeOK && cursorID > st.LastID {
+		st.LastID = cursorID
+	}
+	return st, nil
+}
+
+func messageFrame(m *models.Message) *Frame {
+	env := messageEnvelope(m)
+	return EncodeFrame(env.ID, EventMessage, env.Data)
+}
+
+func (c *Chat) backlog(ctx context.Context, v models.Visibility, cursor string) ([]models.Message, string, error) {
+	if strings.TrimSpace(cursor) == "" {
+		rows, err := c.history.VisibleBefore(ctx, v, math.MaxInt64, BacklogSize)
+		return rows, resumeNew, err
+	}
+	id, ok := ParseCursor(cursor)
+	if ok {
+		last, err := c.history.LastMessageID(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		ok = id <= last // a cursor from the future is from another database
+	}
+	if !ok {
+		rows, err := c.history.VisibleBefore(ctx, v, math.MaxInt64, BacklogSize)
+		return rows, resumeInvalid, err
+	}
+	rows, err := c.history.VisibleAfter(ctx, v, id, MaxReplay+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(rows) <= MaxReplay {
+		return rows, resumeOK, nil
+	}
+	rows, err = c.history.VisibleBefore(ctx, v, math.MaxInt64, MaxReplay)
+	return rows, resumeTruncated, err
+}

@@ -1,0 +1,546 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"papo/models"
+)
+
+// MessageSource is what the hub reads to fill gaps in what the broker
+// delivered.
+type MessageSource interface {
+	LastMessageID(ctx context.Context) (int64, error)
+	MessagesAfter(ctx context.Context, after int64, limit int) ([]models.Message, error)
+}
+
+// HubOptions tune a Hub; zero values take the defaults.
+type HubOptions struct {
+	QueueSize int           // per-subscriber queue; a full queue drops the subscriber (default 256)
+	Heartbeat time.Duration // ": ping" to every stream this often (default 15s)
+	GapWait   time.Duration // how long an out-of-order message waits for the ones before it (default 150ms)
+	Poll      time.Duration // the safety poll of the last committed id (default 1s)
+}
+
+// Hub fans events out to the streams of this instance.
+//
+// Messages carry ids from one global sequence handed out in commit order
+// (models.InsertMessages). The hub dispatches them strictly in that order:
+// it keeps next, the id it expects; a message with a higher id waits until
+// the ones before it arrive, and if they have not come within GapWait they
+// are read from the database, where they must be, since a higher id
+// committed after them. A slow poll of the last committed id catches a gap
+// that no later message reveals (a publish lost while the broker was down).
+// So a lost publish, a crashed publisher, or two instances publishing out of
+// order cost latency, never a message, and a stream's cursor (the last id it
+// sent) always means "everything visible up to here".
+//
+// Other events (users, typing, reply) are outside the sequence and go out
+// as they come.
+type Hub struct {
+	origin string
+	broker Broker
+	source MessageSource
+	log    *slog.Logger
+	opts   HubOptions
+
+	in chan Envelope
+
+	mu    sync.RWMutex
+	rooms map[string]map[*Subscriber]struct{}
+	users map[int64]map[*Subscriber]struct{}
+	all   int
+
+	// Owned by the dispatcher goroutine.
+	next       int64
+	pending    map[int64]Envelope
+	gapSince   time.Time
+	dispatched atomic.Int64
+
+	stats HubStats
+
+	started  chan struct{}
+	stopping chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// HubStats are counters for /metrics.
+type HubStats struct {
+	EventsSent    atomic.Int64 // frames queued to streams
+	Dropped       atomic.Int64 // subscribers dropped for a full queue
+	GapFills      atomic.Int64 // times messages were read from the database to fill a gap
+	Subscriptions atomic.Int64 // open subscriptions
+}
+
+// NewHub builds a hub; Start runs it.
+func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger, opts HubOptions) *Hub {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 256
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.GapWait <= 0 {
+		opts.GapWait = 150 * time.Millisecond
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	return &Hub{
+		origin:   origin,
+		broker:   broker,
+		source:   source,
+		log:      log,
+		opts:     opts,
+		in:       make(chan Envelope, 4096),
+		rooms:    map[string]map[*Subscriber]struct{}{},
+		users:    map[int64]map[*Subscriber]struct{}{},
+		pending:  map[int64]Envelope{},
+		started:  make(chan struct{}),
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// Start subscribes to the broker, learns the last committed id, and runs
+// the dispatcher until Stop. Subscribing first means nothing can fall
+// between the two: a message committed after the read arrives through the
+// broker, and one committed before it is already history.
+func (h *Hub) Start(ctx context.Context) error {
+	if err := h.broker.Subscribe(ctx, h.receive); err != nil {
+		return err
+	}
+	last, err := h.source.LastMessageID(ctx)
+	if err != nil {
+		return err
+	}
+	h.next = last + 1
+	h.dispatched.Store(last)
+	close(h.started)
+	go h.run()
+	return nil
+}
+
+// Stop ends every stream and the dispatcher.
+func (h *Hub) Stop() {
+	h.stopOnce.Do(func() { close(h.stopping) })
+	select {
+	case <-h.started:
+		<-h.done
+	default:
+	}
+	h.mu.Lock()
+	for _, subs := range h.rooms {
+		for s := range subs {
+			s.close(CloseShutdown)
+		}
+	}
+	h.rooms = map[string]map[*Subscriber]struct{}{}
+	h.users = map[int64]map[*Subscriber]struct{}{}
+	h.all = 0
+	h.mu.Unlock()
+}
+
+// Stopping is closed once Stop has been called.
+func (h *Hub) Stopping() <-chan struct{} { return h.stopping }
+
+// Stats exposes the hub's counters.
+func (h *Hub) Stats() *HubStats { return &h.stats }
+
+// LastDispatched is the highest message id this hub has dispatched.
+func (h *Hub) LastDispatched() int64 { return h.dispatched.Load() }
+
+// Publish delivers env to this instance's streams and, through the broker,
+// to every other instance. Local delivery does not wait for the broker, so
+// this instance keeps serving its own streams when the broker is down.
+func (h *Hub) Publish(ctx context.Context, env Envelope) error {
+	env.Origin = h.origin
+	h.enqueue(env)
+	if err := h.broker.Publish(ctx, env); err != nil {
+		return err
+	}
+	return nil
+}
+
+// publishLocal and publishRemote are Publish in two halves, for the writer,
+// which answers its senders between them.
+func (h *Hub) publishLocal(envs []Envelope) {
+	for i := range envs {
+		envs[i].Origin = h.origin
+		h.enqueue(envs[i])
+	}
+}
+
+func (h *Hub) publishRemote(ctx context.Context, envs []Envelope) error {
+	return h.broker.Publish(ctx, envs...)
+}
+
+// receive takes envelopes from the broker. This instance's own were already
+// delivered locally by Publish.
+func (h *Hub) receive(env Envelope) {
+	if env.Origin == h.origin {
+		return
+	}
+	h.enqueue(env)
+}
+
+func (h *Hub) enqueue(env Envelope) {
+	select {
+	case h.in <- env:
+	case <-h.stopping:
+	}
+}
+
+func (h *Hub) run() {
+	defer close(h.done)
+	heartbeat := time.NewTicker(h.opts.Heartbeat)
+	defer heartbeat.Stop()
+	poll := time.NewTicker(h.opts.Poll)
+	defer poll.Stop()
+	gap := time.NewTimer(time.Hour)
+	gap.Stop()
+	gapArmed := false
+	for {
+		select {
+		case env := <-h.in:
+			h.accept(env)
+			// Take what else is waiting before looking at timers, so a
+			// burst is dispatched without a select per event.
+			for drained := 0; drained < 1024; drained++ {
+				select {
+				case env = <-h.in:
+					h.accept(env)
+					continue
+				default:
+				}
+				break
+			}
+			if len(h.pending) > 0 && !gapArmed {
+				gap.Reset(h.opts.GapWait)
+				gapArmed = true
+			}
+		case <-gap.C:
+			gapArmed = false
+			h.fillGap()
+			if len(h.pending) > 0 {
+				gap.Reset(h.opts.GapWait)
+				gapArmed = true
+			}
+		case <-poll.C:
+			if len(h.pending) == 0 {
+				h.pollLast()
+			}
+		case <-heartbeat.C:
+			h.broadcast(pingFrame)
+		case <-h.stopping:
+			return
+		}
+	}
+}
+
+// accept orders messages and passes other events straight on.
+func (h *Hub) accept(env Envelope) {
+	switch env.Type {
+	case EventMessage:
+	case eventSessionEnd:
+		h.endSession(env.User, env.Session)
+		return
+	default:
+		h.dispatch(env, EncodeFrame(0, env.Type, env.Data))
+		return
+	}
+	switch {
+	case env.ID < h.next:
+		return // already dispatched: a duplicate, or filled from the database
+	case env.ID > h.next:
+		h.pending[env.ID] = env
+		return
+	}
+	h.dispatchMessage(env)
+	h.drainPending()
+}
+
+func (h *Hub) dispatchMessage(env Envelope) {
+	h.dispatch(env, EncodeFrame(env.ID, EventMessage, env.Data))
+	h.next = env.ID + 1
+	h.dispatched.Store(env.ID)
+}
+
+func (h *Hub) drainPending() {
+	for {
+		env, ok := h.pending[h.next]
+		if !ok {
+			return
+		}
+		delete(h.pending, h.next)
+		h.dispatchMessage(env)
+	}
+}
+
+// fillGap reads from the database the messages the broker has not brought,
+// then carries on with those that were waiting behind them.
+func (h *Hub) fillGap() {
+	h.stats.GapFills.Add(1)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rows, err := h.source.MessagesAfter(ctx, h.next-1, 500)
+		cancel()
+		if err != nil {
+			h.log.Error("hub: reading missing messages", "after", h.next-1, "err", err)
+			return
+		}
+		for i := range rows {
+			if rows[i].ID < h.next {
+				continue
+			}
+			if rows[i].ID > h.next {
+				// Ids are given without gaps, so this cannot happen unless
+				// rows were deleted by hand; skip ahead rather than stall.
+				h.log.Warn("hub: message ids skip", "expected", h.next, "got", rows[i].ID)
+			}
+			delete(h.pending, rows[i].ID)
+			h.dispatchMessage(messageEnvelope(&rows[i]))
+		}
+		h.drainPending()
+		if len(rows) < 500 {
+			break
+		}
+	}
+	// Whatever still waits is ahead of everything committed so far; drop
+	// entries we have passed.
+	for id := range h.pending {
+		if id < h.next {
+			delete(h.pending, id)
+		}
+	}
+}
+
+func (h *Hub) pollLast() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	last, err := h.source.LastMessageID(ctx)
+	cancel()
+	if err != nil {
+		h.log.Warn("hub: safety poll", "err", err)
+		return
+	}
+	if last >= h.next {
+		h.fillGap()
+	}
+}
+
+// Subscribe registers a stream's subscriber. From now on every event it
+// may see is queued to it, so the caller reads the backlog after this.
+func (h *Hub) Subscribe(room string, user UserRef, session string) (*Subscriber, error) {
+	s := &Subscriber{
+		Room:    room,
+		User:    user,
+		Session: session,
+		queue:   make(chan *Frame, h.opts.QueueSize),
+		done:    make(chan struct{}),
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.stopping:
+		return nil, ErrShuttingDown
+	default:
+	}
+	addSub(h.rooms, room, s)
+	addSub(h.users, user.ID, s)
+	h.all++
+	h.stats.Subscriptions.Add(1)
+	return s, nil
+}
+
+// ErrShuttingDown refuses new streams during shutdown.
+var ErrShuttingDown = &Error{Kind: KindUnavailable, Code: "shutting_down", Message: "The server is shutting down; reconnect shortly."}
+
+// Unsubscribe removes s; it is safe to call more than once.
+func (h *Hub) Unsubscribe(s *Subscriber) {
+	h.mu.Lock()
+	if removeSub(h.rooms, s.Room, s) {
+		removeSub(h.users, s.User.ID, s)
+		h.all--
+		h.stats.Subscriptions.Add(-1)
+	}
+	h.mu.Unlock()
+	s.close(CloseUnsubscribed)
+}
+
+// Subscribers counts the open subscriptions of this instance.
+func (h *Hub) Subscribers() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.all
+}
+
+func addSub[K comparable](m map[K]map[*Subscriber]struct{}, k K, s *Subscriber) {
+	set := m[k]
+	if set == nil {
+		set = map[*Subscriber]struct{}{}
+		m[k] = set
+	}
+	set[s] = struct{}{}
+}
+
+func removeSub[K comparable](m map[K]map[*Subscriber]struct{}, k K, s *Subscriber) bool {
+	set := m[k]
+	if _, ok := set[s]; !ok {
+		return false
+	}
+	delete(set, s)
+	if len(set) == 0 {
+		delete(m, k)
+	}
+	return true
+}
+
+// dispatch queues f to every subscriber env is for. It holds only the read
+// lock and never blocks: a subscriber whose queue is full is dropped
+// afterwards, so one slow client never slows a room.
+func (h *Hub) dispatch(env Envelope, f *Frame) {
+	var full []*Subscriber
+	h.mu.RLock()
+	switch env.Type {
+	case EventMessage:
+		if env.Private {
+			full = h.offerAll(h.users[env.From], f, full, nil)
+			if env.To != env.From {
+				full = h.offerAll(h.users[env.To], f, full, nil)
+			}
+		} else {
+			full = h.offerAll(h.rooms[env.Room], f, full, nil)
+		}
+	case EventTyping:
+		full = h.offerAll(h.rooms[env.Room], f, full, func(s *Subscriber) bool { return s.User.ID != env.User })
+	case EventReply:
+		full = h.offerAll(h.users[env.User], f, full, func(s *Subscriber) bool { return s.Room == env.Room })
+	default: // users, and any room-wide event
+		full = h.offerAll(h.rooms[env.Room], f, full, nil)
+	}
+	h.mu.RUnlock()
+	h.dropAll(full)
+}
+
+func (h *Hub) broadcast(f *Frame) {
+	var full []*Subscriber
+	h.mu.RLock()
+	for _, subs := range h.rooms {
+		full = h.offerAll(subs, f, full, nil)
+	}
+	h.mu.RUnlock()
+	h.dropAll(full)
+}
+
+func (h *Hub) offerAll(subs map[*Subscriber]struct{}, f *Frame, full []*Subscriber, keep func(*Subscriber) bool) []*Subscriber {
+	sent := 0
+	for s := range subs {
+		if keep != nil && !keep(s) {
+			continue
+		}
+		if s.offer(f) {
+			sent++
+		} else {
+			full = append(full, s)
+		}
+	}
+	h.stats.EventsSent.Add(int64(sent))
+	return full
+}
+
+func (h *Hub) dropAll(full []*Subscriber) {
+	for _, s := range full {
+		h.stats.Dropped.Add(1)
+		h.log.Info("hub: dropping a slow stream", "room", s.Room, "user", s.User.Name)
+		s.close(CloseSlow)
+		h.Unsubscribe(s)
+	}
+}
+
+func (h *Hub) endSession(userID int64, session string) {
+	var ended []*Subscriber
+	h.mu.RLock()
+	for s := range h.users[userID] {
+		if s.Session == session {
+			ended = append(ended, s)
+		}
+	}
+	h.mu.RUnlock()
+	for _, s := range ended {
+		s.close(CloseLoggedOut)
+		h.Unsubscribe(s)
+	}
+}
+
+// EndSession closes the streams of a session on every instance.
+func (h *Hub) EndSession(ctx context.Context, userID int64, session string) error {
+	return h.Publish(ctx, Envelope{Type: eventSessionEnd, User: userID, Session: session})
+}
+
+// PublishEvent sends an ephemeral event (users, typing, reply).
+func (h *Hub) PublishEvent(ctx context.Context, env Envelope, data any) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	env.Data = raw
+	return h.Publish(ctx, env)
+}
+
+// CloseReason tells a stream why its subscription ended.
+type CloseReason int32
+
+const (
+	CloseNone CloseReason = iota
+	CloseSlow
+	CloseLoggedOut
+	CloseShutdown
+	CloseUnsubscribed
+)
+
+// Subscriber is one stream's place in the hub: a bounded queue of frames.
+type Subscriber struct {
+	Room    string
+	User    UserRef
+	Session string
+
+	queue  chan *Frame
+	done   chan struct{}
+	once   sync.Once
+	reason atomic.Int32
+}
+
+// Frames is the subscriber's queue.
+func (s *Subscriber) Frames() <-chan *Frame { return s.queue }
+
+// Done is closed when the hub ends the subscription.
+func (s *Subscriber) Done() <-chan struct{} { return s.done }
+
+// Reason says why Done was closed.
+func (s *Subscriber) Reason() CloseReason { return CloseReason(s.reason.Load()) }
+
+func (s *Subscriber) offer(f *Frame) bool {
+	select {
+	case <-s.done:
+		return true // already ending; nothing to drop
+	default:
+	}
+	select {
+	case s.queue <- f:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Subscriber) close(r CloseReason) {
+	s.once.Do(func() {
+		s.reason.Store(int32(r))
+		close(s.done)
+	})
+}

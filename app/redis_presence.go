@@ -1,0 +1,568 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Heartbeat timing of RedisPresence. A crashed instance's heartbeat
+// expires within presenceTTL of its last beat; a live sibling notices at
+// its next beat, presenceHeartbeat later, and its users' leaves fall due a
+// PAPO_LEAVE_GRACE after that, decided by the next sweep. So the users of
+// an instance killed with -9 leave within
+//
+//	presenceTTL + presenceHeartbeat + PAPO_LEAVE_GRACE + one sweep
+//
+// that is at most 9 s plus the grace (14 s with the default 5 s grace),
+// unless they reconnected to a sibling meanwhile.
+const (
+	presenceHeartbeat = 2 * time.Second
+	presenceTTL       = 6 * time.Second
+	// presenceRetry is how often a degraded instance tries Redis again.
+	presenceRetry = 500 * time.Millisecond
+	// presenceSweepBatch bounds the leaves one sweep decides.
+	presenceSweepBatch = 200
+)
+
+// RedisPresenceOptions configure a RedisPresence. Zero durations take the
+// defaults above; tests shorten them.
+type RedisPresenceOptions struct {
+	URL       string
+	Prefix    string // PAPO_REDIS_PREFIX; keys go under <Prefix>presence:
+	Origin    string // this instance's id, as the hub's
+	Grace     time.Duration
+	Heartbeat time.Duration
+	TTL       time.Duration
+}
+
+// RedisPresence is presence shared by every instance through Redis, so
+// join and leave are decided for the cluster: a user with tabs on two
+// instances joins once, and leaves when their last stream anywhere has
+// been closed for the grace.
+//
+// Each instance records in Redis how many streams it holds per room and
+// user, and renews a heartbeat key. Decisions are Lua scripts (see
+// redis_presence_lua.go), so exactly one instance decides, and announces,
+// each join and each leave. Leaves that fall due are decided by whichever
+// instance sweeps first; the hashes of an instance whose heartbeat expired
+// are removed by whichever live instance notices first.
+//
+// The instance's own streams are also counted in memory, which is the
+// truth Redis is brought back to. While Redis is down, presence degrades
+// instead of failing streams: Connect and Disconnect count locally and
+// return at once, Online and Rooms answer from this instance's streams,
+// and when Redis is back the heartbeat writes this instance's record
+// anew, deciding the joins and leaves that happened meanwhile.
+type RedisPresence struct {
+	client *redis.Client
+	keys   string // <prefix>presence:
+	origin string
+	grace  time.Duration
+	beat   time.Duration
+	ttl    time.Duration
+	sweep  time.Duration
+	notify func(PresenceChange)
+	log    *slog.Logger
+
+	// decide serializes this instance's decisions with their notify, so
+	// the announcer hears them in the order Redis decided them. It also
+	// serializes changes to local, so a sync sends a consistent picture.
+	decide       sync.Mutex
+	healthySince time.Time // owned by the heartbeat loop: when Redis last came back (or start)
+
+	mu       sync.Mutex // guards local, degraded, closed and epoch; taken inside decide
+	epoch    string     // the value of the epoch key this instance's record belongs to
+	local    map[string]map[int64]*localStreams
+	degraded bool
+	closed   bool
+	outage   outage
+
+	kick chan struct{} // asks the heartbeat loop to sync now
+	stop chan struct{}
+	done chan struct{}
+}
+
+type localStreams struct {
+	user UserRef
+	n    int
+}
+
+var _ PresenceManager = (*RedisPresence)(nil)
+
+// NewRedisPresence registers this instance in Redis and starts its
+// heartbeat and sweeps. Redis must answer now; afterwards its outages are
+// survived.
+func NewRedisPresence(ctx context.Context, opts RedisPresenceOptions, notify func(PresenceChange), log *slog.Logger) (*RedisPresence, error) {
+	client, err := newRedisClient(opts.URL, log)
+	if err != nil {
+		return nil, err
+	}
+	p := &RedisPresence{
+		client: client,
+		keys:   opts.Prefix + "presence:",
+		origin: opts.Origin,
+		grace:  opts.Grace,
+		beat:   orDefault(opts.Heartbeat, presenceHeartbeat),
+		ttl:    orDefault(opts.TTL, presenceTTL),
+		// Leaves are due a grace after the last stream closed; sweeping a
+		// few times per grace keeps them close to it.
+		sweep:  min(max(opts.Grace/4, 50*time.Millisecond), time.Second),
+		notify: notify,
+		log:    log,
+		local:  map[string]map[int64]*localStreams{},
+		kick:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if err := p.heartbeat(ctx); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("registering presence in Redis at %s: %w", redisAddr(client), err)
+	}
+	go p.run()
+	return p, nil
+}
+
+// orDefault returns d, or def when d is zero.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Connect counts a stream and, unless Redis is down, decides: the first
+// stream of a user anywhere in the cluster is their join.
+func (p *RedisPresence) Connect(ctx context.Context, room string, user UserRef) error {
+	p.decide.Lock()
+	defer p.decide.Unlock()
+	n, _ := p.addLocal(room, user, +1)
+	if p.usable() {
+		p.setStreams(ctx, room, user, n)
+	}
+	return nil
+}
+
+// Disconnect uncounts a stream; a user with no stream left anywhere gets
+// a leave that falls due after the grace.
+func (p *RedisPresence) Disconnect(ctx context.Context, room string, user UserRef) {
+	p.decide.Lock()
+	defer p.decide.Unlock()
+	n, ok := p.addLocal(room, user, -1)
+	if ok && p.usable() {
+		p.setStreams(ctx, room, user, n)
+	}
+}
+
+// setStreams records n streams of user in room for this instance and
+// announces the join it may decide. Called under decide.
+func (p *RedisPresence) setStreams(ctx context.Context, room string, user UserRef, n int) {
+	// Not the request's context: once sent, the script runs whether or not
+	// the client is still there, and the outcome must be known.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisOpTimeout)
+	defer cancel()
+	res, err := setStreamsScript.Run(ctx, p.client, nil,
+		p.keys, p.origin, room, user.ID, user.Name, n, p.grace.Milliseconds(), p.knownEpoch()).Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("set-streams script: unexpected reply %v", res)
+	}
+	if err != nil {
+		p.degrade(fmt.Errorf("recording a stream of %s in %s: %w", user.Name, room, err))
+		return
+	}
+	switch alive, _ := res[0].(int64); alive {
+	case -1:
+		// Redis lost its data: count locally until the heartbeat has
+		// rebuilt this instance's record.
+		p.degrade(errors.New("redis has lost its data (restarted without persistence?)"))
+		p.requestSync()
+		return
+	case 0:
+		// Siblings took this instance for dead (a long pause): write the
+		// whole record again now.
+		p.requestSync()
+	}
+	if name, _ := res[1].(string); name != "" {
+		p.notify(PresenceChange{Room: room, User: user, Joined: true})
+	}
+}
+
+func (p *RedisPresence) knownEpoch() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epoch
+}
+
+// addLocal changes this instance's count of user's streams in room and
+// returns the new count; ok is false for a stream it never counted.
+func (p *RedisPresence) addLocal(room string, user UserRef, delta int) (n int, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	users := p.local[room]
+	e := users[user.ID]
+	if e == nil {
+		if delta < 0 {
+			return 0, false
+		}
+		if users == nil {
+			users = map[int64]*localStreams{}
+			p.local[room] = users
+		}
+		e = &localStreams{user: user}
+		users[user.ID] = e
+	}
+	e.n += delta
+	n = e.n
+	if n <= 0 {
+		delete(users, user.ID)
+		if len(users) == 0 {
+			delete(p.local, room)
+		}
+	}
+	return n, true
+}
+
+func (p *RedisPresence) usable() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.degraded && !p.closed
+}
+
+// degrade switches to local counting after a failed call and logs the
+// outage once; the heartbeat loop retries and syncs.
+func (p *RedisPresence) degrade(err error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.degraded = true
+	p.mu.Unlock()
+	if !closed && p.outage.fail(err) {
+		p.log.Warn("presence: Redis unavailable; streams still open and are counted on this instance "+
+			"until it is back, when joins and leaves are caught up", "redis", redisAddr(p.client), "err", err)
+	}
+}
+
+func (p *RedisPresence) requestSync() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run beats, syncs and sweeps until Close.
+func (p *RedisPresence) run() {
+	defer close(p.done)
+	beat := time.NewTimer(p.beat)
+	defer beat.Stop()
+	sweep := time.NewTicker(p.sweep)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.kick:
+			p.tick()
+			beat.Reset(p.nextBeat())
+		case <-beat.C:
+			p.tick()
+			beat.Reset(p.nextBeat())
+		case <-sweep.C:
+			if p.usable() {
+				p.sweepDue()
+			}
+		}
+	}
+}
+
+// nextBeat is soon while Redis is away, so that recovery is quick.
+func (p *RedisPresence) nextBeat() time.Duration {
+	if p.usable() {
+		return p.beat
+	}
+	return min(presenceRetry, p.beat)
+}
+
+func (p *RedisPresence) tick() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*redisOpTimeout)
+	defer cancel()
+	if err := p.heartbeat(ctx); err != nil {
+		p.degrade(err)
+	}
+}
+
+// heartbeat renews this instance's heartbeat, writes its whole record
+// again when Redis may not have it right, and reaps dead siblings. Only
+// the heartbeat loop (and the constructor, before it starts) calls it.
+func (p *RedisPresence) heartbeat(ctx context.Context) error {
+	// Outside decide: while Redis hangs this waits out its timeout, and
+	// streams opening meanwhile (counted locally) must not wait with it.
+	res, err := beatScript.Run(ctx, p.client, nil, p.keys, p.origin, p.ttl.Milliseconds(), newOrigin()).Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("beat script: unexpected reply %v", res)
+	}
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	had, _ := res[0].(int64)
+	epoch, _ := res[1].(string)
+	// A new epoch means Redis lost its data (a restart without
+	// persistence): nobody's record is there, and the joins a sync decides
+	// are users who were online all along, not news for the room.
+	p.mu.Lock()
+	lost := p.epoch != "" && epoch != p.epoch
+	p.epoch = epoch
+	p.mu.Unlock()
+	if err := p.catchUp(ctx, had == 0, lost); err != nil {
+		return err
+	}
+	// Siblings that come back from the same outage need a beat to renew
+	// their heartbeats: reap only after being healthy for a whole TTL.
+	if time.Since(p.healthySince) >= p.ttl {
+		return p.reapDead(ctx)
+	}
+	return nil
+}
+
+// catchUp syncs this instance's record when Redis may not have it right
+// (after an outage, when siblings reaped it, or when Redis lost its data)
+// and ends the degraded mode. Under decide, so no stream is counted
+// between the snapshot and the end of the degraded mode.
+func (p *RedisPresence) catchUp(ctx context.Context, reaped, lost bool) error {
+	p.decide.Lock()
+	defer p.decide.Unlock()
+	p.mu.Lock()
+	degraded := p.degraded
+	p.mu.Unlock()
+	if degraded || reaped || lost {
+		if err := p.sync(ctx, !lost); err != nil {
+			return err
+		}
+	}
+	if degraded || p.healthySince.IsZero() {
+		p.healthySince = time.Now()
+	}
+	p.mu.Lock()
+	p.degraded = false
+	p.mu.Unlock()
+	if d, ok := p.outage.recover(); ok {
+		p.log.Info("presence: Redis is back; this instance's streams are recorded again",
+			"redis", redisAddr(p.client), "down_for", d.Round(time.Millisecond), "data_lost", lost)
+	}
+	return nil
+}
+
+// sync writes this instance's whole record from its local counts and
+// announces the joins it decides (when announce is set). Called under
+// decide.
+func (p *RedisPresence) sync(ctx context.Context, announce bool) error {
+	args := []any{p.keys, p.origin, p.grace.Milliseconds()}
+	p.mu.Lock()
+	for room, users := range p.local {
+		for _, e := range users {
+			args = append(args, room, e.user.ID, e.user.Name, e.n)
+		}
+	}
+	p.mu.Unlock()
+	joins, err := syncScript.Run(ctx, p.client, nil, args...).StringSlice()
+	if err != nil {
+		return fmt.Errorf("recording this instance's streams: %w", err)
+	}
+	if announce {
+		for _, c := range changes(joins, true) {
+			p.notify(c)
+		}
+	}
+	return nil
+}
+
+func (p *RedisPresence) reapDead(ctx context.Context) error {
+	reaped, err := reapScript.Run(ctx, p.client, nil, p.keys, p.origin, p.grace.Milliseconds(), "dead").StringSlice()
+	if err != nil {
+		return fmt.Errorf("reaping dead instances: %w", err)
+	}
+	if len(reaped) > 0 {
+		p.log.Warn("presence: instances stopped beating; their users leave unless connected elsewhere",
+			"instances", reaped, "leave_within", p.grace)
+	}
+	return nil
+}
+
+// sweepDue decides and announces the leaves that are due.
+func (p *RedisPresence) sweepDue() {
+	p.decide.Lock()
+	defer p.decide.Unlock()
+	for range 10 { // bounded: the rest waits for the next sweep
+		ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
+		left, err := sweepScript.Run(ctx, p.client, nil, p.keys, presenceSweepBatch).StringSlice()
+		cancel()
+		if err != nil {
+			p.degrade(fmt.Errorf("deciding leaves: %w", err))
+			return
+		}
+		for _, c := range changes(left, false) {
+			p.notify(c)
+		}
+		if len(left) < 3*presenceSweepBatch {
+			return
+		}
+	}
+}
+
+// changes reads the room, uid, name triples the scripts return.
+func changes(flat []string, joined bool) []PresenceChange {
+	out := make([]PresenceChange, 0, len(flat)/3)
+	for i := 0; i+2 < len(flat); i += 3 {
+		id, err := strconv.ParseInt(flat[i+1], 10, 64)
+		if err != nil {
+			continue // not written by papo
+		}
+		out = append(out, PresenceChange{Room: flat[i], User: UserRef{ID: id, Name: flat[i+2]}, Joined: joined})
+	}
+	return out
+}
+
+// Online lists who is online in room across the cluster, sorted; while
+// Redis is down, who has a stream on this instance.
+func (p *RedisPresence) Online(ctx context.Context, room string) ([]string, error) {
+	if err := p.checkOpen(); err != nil {
+		return nil, err
+	}
+	if !p.usable() {
+		return p.localOnline(room), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
+	defer cancel()
+	names, err := p.client.HVals(ctx, p.keys+"online:"+room).Result()
+	if err != nil {
+		p.degrade(fmt.Errorf("reading who is online in %s: %w", room, err))
+		return p.localOnline(room), nil
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// Rooms lists the rooms with someone online across the cluster, the
+// busiest first; while Redis is down, from this instance's streams.
+func (p *RedisPresence) Rooms(ctx context.Context) ([]RoomCount, error) {
+	if err := p.checkOpen(); err != nil {
+		return nil, err
+	}
+	if !p.usable() {
+		return p.localRooms(), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
+	defer cancel()
+	flat, err := roomsScript.Run(ctx, p.client, nil, p.keys).Slice()
+	if err != nil {
+		p.degrade(fmt.Errorf("reading the rooms: %w", err))
+		return p.localRooms(), nil
+	}
+	out := make([]RoomCount, 0, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		room, _ := flat[i].(string)
+		n, _ := flat[i+1].(int64)
+		out = append(out, RoomCount{Room: room, Users: int(n)})
+	}
+	sortRoomCounts(out)
+	return out, nil
+}
+
+// errPresenceClosed keeps a late users event (the announcer finishing its
+// queue at shutdown) from telling other instances that the room is empty.
+var errPresenceClosed = errors.New("presence: closed")
+
+func (p *RedisPresence) checkOpen() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errPresenceClosed
+	}
+	return nil
+}
+
+func (p *RedisPresence) localOnline(room string) []string {
+	p.mu.Lock()
+	names := make([]string, 0, len(p.local[room]))
+	for _, e := range p.local[room] {
+		names = append(names, e.user.Name)
+	}
+	p.mu.Unlock()
+	slices.Sort(names)
+	return names
+}
+
+func (p *RedisPresence) localRooms() []RoomCount {
+	p.mu.Lock()
+	out := make([]RoomCount, 0, len(p.local))
+	for room, users := range p.local {
+		out = append(out, RoomCount{Room: room, Users: len(users)})
+	}
+	p.mu.Unlock()
+	sortRoomCounts(out)
+	return out
+}
+
+// sortRoomCounts puts the busiest rooms first, then by name, as
+// MemoryPresence does.
+func sortRoomCounts(rooms []RoomCount) {
+	slices.SortFunc(rooms, func(a, b RoomCount) int {
+		if a.Users != b.Users {
+			return b.Users - a.Users
+		}
+		if a.Room < b.Room {
+			return -1
+		}
+		if a.Room > b.Room {
+			return 1
+		}
+		return 0
+	})
+}
+
+// Close stops the heartbeat and takes this instance out of the cluster.
+// Its streams have normally all ended by now (each a Disconnect); anything
+// left gets the ordinary leave after the grace, decided by a sibling,
+// unless the user reconnects to one first.
+func (p *RedisPresence) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	degraded := p.degraded
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+
+	p.decide.Lock() // wait for a decision in flight
+	defer p.decide.Unlock()
+	if !degraded {
+		ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
+		_, err := reapScript.Run(ctx, p.client, nil, p.keys, p.origin, p.grace.Milliseconds(), "self").Result()
+		cancel()
+		if err != nil {
+			p.log.Warn("presence: leaving the cluster; siblings will reap this instance when its heartbeat expires", "err", err)
+		}
+	}
+	return p.client.Close()
+}
+
+// abandon stops the instance as kill -9 would: no goodbye in Redis. For
+// tests of reaping.
+func (p *RedisPresence) abandon() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+	p.decide.Lock()
+	defer p.decide.Unlock()
+	_ = p.client.Close()
+}

@@ -1,0 +1,216 @@
+package app
+
+import "github.com/redis/go-redis/v9"
+
+// The presence scripts. Every decision runs inside one of them, so Redis
+// executes it atomically: whichever instance's script decides a join or a
+// leave is the one instance that hears of it, and so the one that
+// announces it.
+//
+// Keys, under P = <PAPO_REDIS_PREFIX>presence: (rooms are a-z 0-9 _ -, so
+// "room\nuid" is unambiguous):
+//
+//	P..instances        set     the instances that hold streams
+//	P..alive:<origin>   string  an instance's heartbeat, with a TTL
+//	P..streams:<origin> hash    "room\nuid" -> that instance's open streams
+//	P..online:<room>    hash    uid -> username: joined and not yet left
+//	P..rooms            set     rooms with someone online
+//	P..leaving          zset    "room\nuid" -> when the leave is due (ms)
+//	P..names            hash    uid -> username, for announcing
+//	P..epoch            string  changes when Redis has lost its data
+//
+// A user's stream count is never stored as a total: it is the sum over
+// the live instances' hashes, so removing a dead instance's hash is the
+// whole of reaping it, and no counter can drift. Time comes from Redis
+// (TIME), so instances' clocks need not agree.
+const presenceLuaPrelude = `
+local P = ARGV[1]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function split(f)
+  local i = string.find(f, '\n', 1, true)
+  return string.sub(f, 1, i - 1), string.sub(f, i + 1)
+end
+
+-- total counts the open streams of f ("room\nuid") over every instance.
+local function total(f)
+  local n = 0
+  for _, inst in ipairs(redis.call('SMEMBERS', P .. 'instances')) do
+    local c = redis.call('HGET', P .. 'streams:' .. inst, f)
+    if c then n = n + tonumber(c) end
+  end
+  return n
+end
+
+-- settle decides what the streams of f now mean. A user with streams who
+-- is not online joins: settle returns their name. A user online with no
+-- stream left gets a leave due at deadline (unless one is already due);
+-- one with streams again has it cancelled (a reload inside the grace).
+local function settle(f, deadline)
+  local room, uid = split(f)
+  local online = P .. 'online:' .. room
+  if total(f) > 0 then
+    redis.call('ZREM', P .. 'leaving', f)
+    if redis.call('HEXISTS', online, uid) == 0 then
+      local name = redis.call('HGET', P .. 'names', uid) or uid
+      redis.call('HSET', online, uid, name)
+      redis.call('SADD', P .. 'rooms', room)
+      return name
+    end
+  elseif redis.call('HEXISTS', online, uid) == 1 then
+    redis.call('ZADD', P .. 'leaving', 'NX', deadline, f)
+  end
+  return false
+end
+`
+
+// setStreamsScript records that this instance now holds count streams of
+// a user in a room, and decides. ARGV: P, origin, room, uid, name, count,
+// grace in ms, the epoch the instance knows. Returns {heartbeat present
+// (0/1), joined name or ""}, or {-1, ""} without deciding anything when
+// the epoch differs: Redis lost its data, and deciding on what is left
+// would announce users who never left as joining.
+var setStreamsScript = redis.NewScript(presenceLuaPrelude + `
+if redis.call('GET', P .. 'epoch') ~= ARGV[8] then
+  return {-1, ''}
+end
+local origin, room, uid, name = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local count, grace = tonumber(ARGV[6]), tonumber(ARGV[7])
+local f = room .. '\n' .. uid
+local key = P .. 'streams:' .. origin
+redis.call('SADD', P .. 'instances', origin)
+redis.call('HSET', P .. 'names', uid, name)
+if count > 0 then
+  redis.call('HSET', key, f, count)
+else
+  redis.call('HDEL', key, f)
+end
+local joined = settle(f, now_ms() + grace) or ''
+return {redis.call('EXISTS', P .. 'alive:' .. origin), joined}
+`)
+
+// syncScript replaces this instance's whole record with what it really
+// holds (after an outage, or after siblings reaped it), and decides for
+// every pair that changed. ARGV: P, origin, grace in ms, then
+// room, uid, name, count for each pair. Returns the joins as flat
+// room, uid, name triples.
+var syncScript = redis.NewScript(presenceLuaPrelude + `
+local origin, grace = ARGV[2], tonumber(ARGV[3])
+local deadline = now_ms() + grace
+local key = P .. 'streams:' .. origin
+redis.call('SADD', P .. 'instances', origin)
+local changed, seen = {}, {}
+for _, f in ipairs(redis.call('HKEYS', key)) do
+  seen[f] = true
+  table.insert(changed, f)
+end
+redis.call('DEL', key)
+for i = 4, #ARGV, 4 do
+  local f = ARGV[i] .. '\n' .. ARGV[i + 1]
+  redis.call('HSET', P .. 'names', ARGV[i + 1], ARGV[i + 2])
+  redis.call('HSET', key, f, ARGV[i + 3])
+  if not seen[f] then
+    seen[f] = true
+    table.insert(changed, f)
+  end
+end
+table.sort(changed)
+local joins = {}
+for _, f in ipairs(changed) do
+  local name = settle(f, deadline)
+  if name then
+    local room, uid = split(f)
+    table.insert(joins, room)
+    table.insert(joins, uid)
+    table.insert(joins, name)
+  end
+end
+return joins
+`)
+
+// beatScript renews this instance's heartbeat. ARGV: P, origin, TTL in
+// ms, a fresh epoch to set if Redis has none. Returns {whether the
+// heartbeat was still there (0/1), the epoch}.
+var beatScript = redis.NewScript(presenceLuaPrelude + `
+local alive = P .. 'alive:' .. ARGV[2]
+local had = redis.call('EXISTS', alive)
+redis.call('SET', alive, '1', 'PX', ARGV[3])
+redis.call('SADD', P .. 'instances', ARGV[2])
+local epoch = redis.call('GET', P .. 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', P .. 'epoch', epoch)
+end
+return {had, epoch}
+`)
+
+// reapScript removes instances and their streams; leaves fall due a grace
+// from now for users with no stream left anywhere. ARGV: P, origin, grace
+// in ms, mode: "dead" reaps every other instance whose heartbeat has
+// expired, "self" removes origin (a clean stop). Returns the reaped.
+var reapScript = redis.NewScript(presenceLuaPrelude + `
+local self, grace, mode = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local deadline = now_ms() + grace
+local reaped = {}
+local function reap(inst)
+  local key = P .. 'streams:' .. inst
+  local fields = redis.call('HKEYS', key)
+  redis.call('DEL', key, P .. 'alive:' .. inst)
+  redis.call('SREM', P .. 'instances', inst)
+  for _, f in ipairs(fields) do settle(f, deadline) end
+  table.insert(reaped, inst)
+end
+if mode == 'self' then
+  reap(self)
+else
+  for _, inst in ipairs(redis.call('SMEMBERS', P .. 'instances')) do
+    if inst ~= self and redis.call('EXISTS', P .. 'alive:' .. inst) == 0 then
+      reap(inst)
+    end
+  end
+end
+return reaped
+`)
+
+// sweepScript decides the leaves that are due, oldest first. ARGV: P,
+// the most to decide. Returns flat room, uid, name triples.
+var sweepScript = redis.NewScript(presenceLuaPrelude + `
+local due = redis.call('ZRANGEBYSCORE', P .. 'leaving', '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[2]))
+local left = {}
+for _, f in ipairs(due) do
+  redis.call('ZREM', P .. 'leaving', f)
+  if total(f) == 0 then
+    local room, uid = split(f)
+    local online = P .. 'online:' .. room
+    local name = redis.call('HGET', online, uid)
+    if name then
+      redis.call('HDEL', online, uid)
+      if redis.call('HLEN', online) == 0 then
+        redis.call('SREM', P .. 'rooms', room)
+      end
+      table.insert(left, room)
+      table.insert(left, uid)
+      table.insert(left, name)
+    end
+  end
+end
+return left
+`)
+
+// roomsScript lists the rooms with someone online and how many, in one
+// consistent read. ARGV: P. Returns flat room, count pairs.
+var roomsScript = redis.NewScript(presenceLuaPrelude + `
+local out = {}
+for _, room in ipairs(redis.call('SMEMBERS', P .. 'rooms')) do
+  local n = redis.call('HLEN', P .. 'online:' .. room)
+  if n > 0 then
+    table.insert(out, room)
+    table.insert(out, n)
+  end
+end
+return out
+`)

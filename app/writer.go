@@ -1,0 +1,177 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"papo/models"
+)
+
+// MessageStore is where the writer commits batches.
+type MessageStore interface {
+	InsertMessages(ctx context.Context, msgs []*models.Message) error
+}
+
+// maxBatch bounds one transaction; larger bursts take several.
+const maxBatch = 512
+
+// Writer is the one goroutine per instance that stores messages. It takes
+// every message that is waiting, commits them in one transaction (which
+// gives them their ids, in commit order, and bumps the senders' counts),
+// hands them to the hub in id order, and only then answers their senders.
+type Writer struct {
+	store MessageStore
+	hub   *Hub
+	log   *slog.Logger
+
+	reqs chan *writeReq
+	quit chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	// Stored counts committed messages, for /metrics.
+	stored     func(n int)
+	batchSizes func(n int)
+
+	// unpublished counts the messages not published since the broker
+	// began failing; owned by the writer goroutine.
+	unpublished int
+}
+
+type writeReq struct {
+	msg  *models.Message
+	errc chan error
+}
+
+// NewWriter starts the writer goroutine.
+func NewWriter(store MessageStore, hub *Hub, log *slog.Logger) *Writer {
+	w := &Writer{
+		store: store, hub: hub, log: log,
+		reqs:       make(chan *writeReq, 4096),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		stored:     func(int) {},
+		batchSizes: func(int) {},
+	}
+	go w.run()
+	return w
+}
+
+// Observe sets the hooks that count stored messages and batch sizes.
+func (w *Writer) Observe(stored, batch func(n int)) {
+	w.stored, w.batchSizes = stored, batch
+}
+
+// Store commits m and returns once it is committed and handed to the hub;
+// m.ID is then set. A storage failure stores nothing and returns an
+// unavailable error.
+func (w *Writer) Store(ctx context.Context, m *models.Message) error {
+	errc, err := w.Submit(ctx, m)
+	if err != nil {
+		return err
+	}
+	// Wait for the verdict even if ctx ends: the batch may already be
+	// committing, and the caller must not reuse m meanwhile.
+	return <-errc
+}
+
+// Submit queues m and returns the channel its verdict will arrive on.
+func (w *Writer) Submit(ctx context.Context, m *models.Message) (<-chan error, error) {
+	r := &writeReq{msg: m, errc: make(chan error, 1)}
+	select {
+	case w.reqs <- r:
+		return r.errc, nil
+	case <-w.quit:
+		return nil, ErrShuttingDown
+	case <-ctx.Done():
+		return nil, unavailable(ctx.Err())
+	}
+}
+
+// Close stores what is queued and stops. Callers must not Submit after it.
+func (w *Writer) Close() {
+	w.once.Do(func() { close(w.quit) })
+	<-w.done
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	batch := make([]*writeReq, 0, maxBatch)
+	for {
+		select {
+		case r := <-w.reqs:
+			batch = append(batch[:0], r)
+		case <-w.quit:
+			// Drain what was queued before the quit.
+			for {
+				select {
+				case r := <-w.reqs:
+					w.commit([]*writeReq{r})
+					continue
+				default:
+				}
+				return
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-w.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+func (w *Writer) commit(batch []*writeReq) {
+	msgs := make([]*models.Message, len(batch))
+	for i, r := range batch {
+		msgs[i] = r.msg
+	}
+	// Not the request's context: once taken, a batch commits or fails as a
+	// whole, whoever has stopped waiting.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.store.InsertMessages(ctx, msgs); err != nil {
+		w.log.Error("writer: storing messages failed; answering 503", "messages", len(msgs), "err", err)
+		for _, r := range batch {
+			r.errc <- unavailable(err)
+		}
+		return
+	}
+	w.stored(len(msgs))
+	w.batchSizes(len(msgs))
+	envs := make([]Envelope, len(msgs))
+	for i, m := range msgs {
+		envs[i] = messageEnvelope(m)
+	}
+	w.hub.publishLocal(envs)
+	for _, r := range batch {
+		r.errc <- nil
+	}
+	// The broker may be down: the messages are stored and local streams
+	// have them; other instances will fill the gap from the database.
+	w.notePublish(len(envs), w.hub.publishRemote(ctx, envs))
+}
+
+// notePublish logs the first failed publish of an outage and the first
+// success after it, not every batch in between (the broker logs the
+// outage too).
+func (w *Writer) notePublish(n int, err error) {
+	switch {
+	case err != nil && w.unpublished == 0:
+		w.log.Warn("writer: publishing to other instances failed; they will catch up from the database "+
+			"(further failures are counted, not logged, until publishing works again)", "messages", n, "err", err)
+		w.unpublished = n
+	case err != nil:
+		w.unpublished += n
+	case w.unpublished > 0:
+		w.log.Info("writer: publishing to other instances works again", "messages_not_published", w.unpublished)
+		w.unpublished = 0
+	}
+}

@@ -1,0 +1,112 @@
+// Command papo is a chat server: clients post over plain HTTP and receive
+// every room event over one Server-Sent Events stream.
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/joho/godotenv"
+
+	"papo/app"
+	"papo/models"
+	"papo/routes"
+)
+
+// assets are the pages and their scripts, built into the binary so that it
+// runs from any directory.
+//
+//go:embed templates static
+var assets embed.FS
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(log); err != nil {
+		fmt.Fprintln(os.Stderr, "papo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	// A .env file fills in what the environment leaves unset.
+	if err := godotenv.Load(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf(".env: %w", err)
+	}
+	cfg, err := app.LoadConfig(os.Getenv)
+	if err != nil {
+		return err
+	}
+
+	store, err := models.Open(ctx, cfg.Database, log)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: cannot open the %s database: %w", cfg.Database.Dialect, err)
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		return fmt.Errorf("DATABASE_URL: migrating the schema: %w", err)
+	}
+
+	a, err := app.New(ctx, cfg, store, log, app.Options{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	handler, err := routes.New(ctx, a, assets)
+	if err != nil {
+		return err
+	}
+
+	srv := &http.Server{
+		Addr:              cfg.Addr,
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second, // streams clear it for themselves
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() {
+		log.Info("papo listening", "addr", cfg.Addr, "database", cfg.Database.Dialect, "tls", cfg.TLSCert != "", "redis", cfg.RedisURL != "")
+		if cfg.TLSCert != "" {
+			// ListenAndServeTLS negotiates HTTP/2 by ALPN.
+			serveErr <- srv.ListenAndServeTLS(cfg.TLSCert, cfg.TLSKey)
+		} else {
+			serveErr <- srv.ListenAndServe()
+		}
+	}()
+
+	select {
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("PAPO_ADDR: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	stop()
+	log.Info("shutting down: ending streams, finishing stores in flight")
+	// Streams never go idle by themselves: end them first, so Shutdown
+	// only waits for ordinary requests (and the stores they await).
+	a.StopStreams()
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown did not finish cleanly", "err", err)
+	}
+	a.Close()
+	log.Info("stopped")
+	return nil
+}

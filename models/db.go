@@ -1,0 +1,194 @@
+package models
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	mysqldriver "github.com/go-sql-driver/mysql"
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Dialect names the database family behind a Store.
+type Dialect string
+
+const (
+	SQLite Dialect = "sqlite"
+	MySQL  Dialect = "mysql"
+)
+
+// Target is a parsed DATABASE_URL.
+type Target struct {
+	Dialect Dialect
+	DSN     string // driver DSN
+	Path    string // SQLite file; empty for MySQL
+}
+
+// ParseDatabaseURL turns the contract's DATABASE_URL into a driver DSN.
+// Empty means the embedded default, papo.db in the working directory.
+func ParseDatabaseURL(raw string) (Target, error) {
+	switch {
+	case raw == "":
+		return sqliteTarget("papo.db"), nil
+	case strings.HasPrefix(raw, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//")
+		if path == "" {
+			return Target{}, errors.New("sqlite: needs a file path, as in sqlite:/var/lib/papo/papo.db")
+		}
+		return sqliteTarget(path), nil
+	case strings.HasPrefix(raw, "mysql://"):
+		return mysqlTarget(raw)
+	default:
+		scheme, _, _ := strings.Cut(raw, ":")
+		return Target{}, fmt.Errorf("unknown scheme %q: use sqlite:/path/to/file.db or mysql://user:pass@host:3306/dbname", scheme)
+	}
+}
+
+func sqliteTarget(path string) Target {
+	// WAL lets readers run beside the writer; busy_timeout makes a writer
+	// wait for the lock instead of failing with "database is locked"; and
+	// _txlock=immediate takes the write lock at BEGIN, so two transactions
+	// can never deadlock upgrading a read lock.
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	return Target{Dialect: SQLite, DSN: "file:" + path + "?" + q.Encode(), Path: path}
+}
+
+func mysqlTarget(raw string) (Target, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Target{}, fmt.Errorf("not a URL: %w", err)
+	}
+	dbname := strings.TrimPrefix(u.Path, "/")
+	if u.Host == "" || dbname == "" {
+		return Target{}, errors.New("mysql:// needs a host and a database name, as in mysql://user:pass@host:3306/dbname")
+	}
+	cfg := mysqldriver.NewConfig()
+	cfg.User = u.User.Username()
+	cfg.Passwd, _ = u.User.Password()
+	cfg.Net = "tcp"
+	cfg.Addr = u.Host
+	if u.Port() == "" {
+		cfg.Addr = u.Host + ":3306"
+	}
+	cfg.DBName = dbname
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	cfg.Collation = "utf8mb4_unicode_ci"
+	cfg.Timeout = 5 * time.Second
+	cfg.Params = map[string]string{"charset": "utf8mb4"}
+	for k, vs := range u.Query() {
+		cfg.Params[k] = vs[len(vs)-1]
+	}
+	return Target{Dialect: MySQL, DSN: cfg.FormatDSN()}, nil
+}
+
+// Store is papo's data layer: every query the application makes.
+type Store struct {
+	db      *gorm.DB
+	dialect Dialect
+}
+
+// Open connects to the target, checks that it answers, and tunes the pool.
+// It does not migrate; call Migrate.
+func Open(ctx context.Context, t Target, log *slog.Logger) (*Store, error) {
+	gcfg := &gorm.Config{
+		SkipDefaultTransaction: true,
+		TranslateError:         true,
+		PrepareStmt:            false,
+		Logger:                 logger.NewSlogLogger(log, logger.Config{SlowThreshold: 500 * time.Millisecond, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		NowFunc:                func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
+	}
+	var dialector gorm.Dialector
+	switch t.Dialect {
+	case SQLite:
+		dialector = sqlite.Open(t.DSN)
+	case MySQL:
+		dialector = mysql.New(mysql.Config{DSN: t.DSN, DefaultStringSize: 255})
+	default:
+		return nil, fmt.Errorf("unknown dialect %q", t.Dialect)
+	}
+	db, err := gorm.Open(dialector, gcfg)
+	if err != nil {
+		return nil, err
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, dialect: t.Dialect}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, err
+	}
+	if err := s.tunePool(pctx, sqlDB); err != nil {
+		_ = sqlDB.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) tunePool(ctx context.Context, sqlDB *sql.DB) error {
+	switch s.dialect {
+	case SQLite:
+		// One writer at a time is SQLite's nature; a few connections let
+		// readers run beside it under WAL.
+		sqlDB.SetMaxOpenConns(8)
+		sqlDB.SetMaxIdleConns(8)
+		sqlDB.SetConnMaxIdleTime(0)
+	case MySQL:
+		var waitTimeout int64
+		if err := sqlDB.QueryRowContext(ctx, "SELECT @@wait_timeout").Scan(&waitTimeout); err != nil {
+			return fmt.Errorf("reading wait_timeout: %w", err)
+		}
+		// Keep connections well inside the server's idle cut-off, so the
+		// pool never hands out one the server has already closed.
+		life := 5 * time.Minute
+		if half := time.Duration(waitTimeout) * time.Second / 2; half > 0 && half < life {
+			life = half
+		}
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(16)
+		sqlDB.SetConnMaxLifetime(life)
+		sqlDB.SetConnMaxIdleTime(life)
+	}
+	return nil
+}
+
+// Dialect tells which database family this store talks to.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// DB exposes the GORM handle, for tests and tools.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// Close releases the pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}

@@ -1,0 +1,193 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// InsertMessages stores a batch of messages in one transaction and gives
+// them their IDs.
+//
+// IDs are the delivery cursor, so they must be handed out in commit order
+// and without gaps: a reader that has seen id N must be able to trust that
+// every id below N is already committed. An auto-increment column does not
+// promise that (ids are given at insert, and a later insert may commit
+// first). Instead the transaction first bumps the one "messages" row of the
+// sequences table. That UPDATE takes the row's write lock (on SQLite, the
+// database's write lock) and keeps it until commit, so no other writer, on
+// this instance or another, can take the next numbers until this batch has
+// committed; and a rolled-back batch rolls its numbers back too. The
+// message_count of every sender rises in the same transaction, so counts are
+// exact under any concurrency.
+//
+// On success each message's ID is set, ascending in slice order.
+func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		n := int64(len(msgs))
+		if err := tx.Exec("UPDATE sequences SET value = value + ? WHERE name = ?", n, messageSequence).Error; err != nil {
+			return fmt.Errorf("advancing the sequence: %w", err)
+		}
+		var last int64
+		if err := tx.Raw("SELECT value FROM sequences WHERE name = ?", messageSequence).Scan(&last).Error; err != nil {
+			return fmt.Errorf("reading the sequence: %w", err)
+		}
+		first := last - n + 1
+		for i, m := range msgs {
+			m.ID = first + int64(i)
+		}
+		if err := tx.Omit(clause.Associations).CreateInBatches(msgs, 500).Error; err != nil {
+			return fmt.Errorf("inserting messages: %w", err)
+		}
+		return bumpCounts(tx, msgs)
+	})
+	if err != nil {
+		for _, m := range msgs {
+			m.ID = 0
+		}
+		return err
+	}
+	return nil
+}
+
+// Counted reports whether a message of this kind adds to its sender's
+// message_count: user, action and private messages do; system ones do not.
+func Counted(kind string) bool {
+	return kind == KindUser || kind == KindAction || kind == KindPrivate
+}
+
+func bumpCounts(tx *gorm.DB, msgs []*Message) error {
+	counts := map[int64]int64{}
+	for _, m := range msgs {
+		if Counted(m.Kind) {
+			counts[m.UserID]++
+		}
+	}
+	// A fixed order keeps lock acquisition order stable across writers.
+	ids := make([]int64, 0, len(counts))
+	for id := range counts {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		err := tx.Exec("UPDATE users SET message_count = message_count + ? WHERE id = ?", counts[id], id).Error
+		if err != nil {
+			return fmt.Errorf("counting messages: %w", err)
+		}
+	}
+	return nil
+}
+
+// LastMessageID is the highest committed message id (0 when there is none).
+func (s *Store) LastMessageID(ctx context.Context) (int64, error) {
+	var last int64
+	err := s.db.WithContext(ctx).Raw("SELECT value FROM sequences WHERE name = ?", messageSequence).Scan(&last).Error
+	if err != nil {
+		return 0, fmt.Errorf("reading the last message id: %w", err)
+	}
+	return last, nil
+}
+
+// MessagesAfter returns up to limit messages of every room with id > after,
+// in id order. The hub uses it to fill gaps in what the broker delivered.
+func (s *Store) MessagesAfter(ctx context.Context, after int64, limit int) ([]Message, error) {
+	var out []Message
+	err := s.db.WithContext(ctx).Where("id > ?", after).Order("id").Limit(limit).Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("reading messages after %d: %w", after, err)
+	}
+	return out, nil
+}
+
+// Visibility is the one rule for who sees what, used by live dispatch,
+// backlog, resume and paging alike: a reader in Room sees the room's
+// non-private messages, and every private message they sent or received,
+// whatever room it was sent from.
+type Visibility struct {
+	Room   string
+	UserID int64
+}
+
+// Visible reports whether m passes the rule.
+func (v Visibility) Visible(m *Message) bool {
+	if m.Kind == KindPrivate {
+		return m.UserID == v.UserID || (m.ToUserID != nil && *m.ToUserID == v.UserID)
+	}
+	return m.Room == v.Room
+}
+
+// VisibleAfter returns up to limit visible messages with id > after, oldest first.
+func (s *Store) VisibleAfter(ctx context.Context, v Visibility, after int64, limit int) ([]Message, error) {
+	return s.visible(ctx, v, "id > ?", after, "id", limit)
+}
+
+// VisibleBefore returns the newest limit visible messages with id < before,
+// oldest first. Use math.MaxInt64 for "the newest".
+func (s *Store) VisibleBefore(ctx context.Context, v Visibility, before int64, limit int) ([]Message, error) {
+	out, err := s.visible(ctx, v, "id < ?", before, "id DESC", limit)
+	slices.Reverse(out)
+	return out, err
+}
+
+// Newest returns the newest limit visible messages, oldest first.
+func (s *Store) Newest(ctx context.Context, v Visibility, limit int) ([]Message, error) {
+	return s.VisibleBefore(ctx, v, math.MaxInt64, limit)
+}
+
+// visible runs the rule as three index-backed queries (room, sent private,
+// received private) and merges them: one OR-query would leave the planner
+// to scan by primary key.
+func (s *Store) visible(ctx context.Context, v Visibility, cond string, cursor int64, order string, limit int) ([]Message, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	db := s.db.WithContext(ctx)
+	var room, sent, received []Message
+	q := db.Where(cond, cursor).Order(order).Limit(limit)
+	if err := q.Where("room = ? AND kind <> ?", v.Room, KindPrivate).Find(&room).Error; err != nil {
+		return nil, fmt.Errorf("reading room messages: %w", err)
+	}
+	q = db.Where(cond, cursor).Order(order).Limit(limit)
+	if err := q.Where("user_id = ? AND kind = ?", v.UserID, KindPrivate).Find(&sent).Error; err != nil {
+		return nil, fmt.Errorf("reading sent private messages: %w", err)
+	}
+	q = db.Where(cond, cursor).Order(order).Limit(limit)
+	if err := q.Where("to_user_id = ?", v.UserID).Find(&received).Error; err != nil {
+		return nil, fmt.Errorf("reading received private messages: %w", err)
+	}
+	all := make([]Message, 0, len(room)+len(sent)+len(received))
+	all = append(all, room...)
+	all = append(all, sent...)
+	all = append(all, received...)
+	desc := order != "id"
+	slices.SortFunc(all, func(a, b Message) int {
+		if desc {
+			return cmpInt64(b.ID, a.ID)
+		}
+		return cmpInt64(a.ID, b.ID)
+	})
+	// A message to oneself would appear twice; /msg refuses those, but the
+	// rule must hold regardless.
+	all = slices.CompactFunc(all, func(a, b Message) bool { return a.ID == b.ID })
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	return all, nil
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,68 @@
+package routes
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"papo/app"
+)
+
+// metrics is papo's Prometheus registry. It is its own registry, not the
+// global one, so that several servers in one test process do not collide.
+type metrics struct {
+	reg      *prometheus.Registry
+	latency  *prometheus.HistogramVec
+	failures prometheus.Counter
+}
+
+func newMetrics(a *app.App) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "papo_http_request_duration_seconds",
+			Help:    "HTTP request latency by route and status (streams: their whole life).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method", "status"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "papo_database_errors_total",
+			Help: "Requests answered 503 because the database failed.",
+		}),
+	}
+	stats := a.Hub.Stats()
+	stored := prometheus.NewCounter(prometheus.CounterOpts{Name: "papo_messages_stored_total", Help: "Messages committed by this instance."})
+	batches := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "papo_store_batch_size", Help: "Messages per commit.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}})
+	a.ObserveStores(func(n int) { stored.Add(float64(n)) }, func(n int) { batches.Observe(float64(n)) })
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.latency, m.failures, stored, batches,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "papo_streams_open", Help: "Open event streams on this instance."},
+			func() float64 { return float64(stats.Subscriptions.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "papo_events_sent_total", Help: "Events queued to streams."},
+			func() float64 { return float64(stats.EventsSent.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "papo_events_dropped_total", Help: "Streams dropped for falling behind."},
+			func() float64 { return float64(stats.Dropped.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "papo_gap_fills_total", Help: "Times missing messages were read from the database."},
+			func() float64 { return float64(stats.GapFills.Load()) }),
+	)
+	return m
+}
+
+func (m *metrics) observe(route string, method string, status int, d time.Duration) {
+	m.latency.WithLabelValues(route, method, strconv.Itoa(status)).Observe(d.Seconds())
+	if status == 503 {
+		m.failures.Inc()
+	}
+}
+
+func (m *metrics) handler() gin.HandlerFunc {
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
+}

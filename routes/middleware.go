@@ -1,0 +1,186 @@
+package routes
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	ginsessions "github.com/gin-contrib/sessions"
+	"github.com/gin-gonic/gin"
+	gsessions "github.com/gorilla/sessions"
+
+	"papo/app"
+)
+
+const (
+	ctxLog  = "papo.log"
+	ctxUser = "papo.user"
+	ctxSess = "papo.session"
+)
+
+// requestLog gives every request an id (X-Request-Id, taken from the
+// client when it is sane) and a logger that carries it, and logs the
+// request when it ends.
+func requestLog(log *slog.Logger, observe func(route, method string, status int, d time.Duration)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		id := c.GetHeader("X-Request-Id")
+		if len(id) == 0 || len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r < '!' || r > '~' }) {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		c.Header("X-Request-Id", id)
+		l := log.With("request_id", id)
+		c.Set(ctxLog, l)
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		d := time.Since(start)
+		observe(route, c.Request.Method, c.Writer.Status(), d)
+		l.Info("request", "method", c.Request.Method, "path", c.Request.URL.Path, "route", route,
+			"status", c.Writer.Status(), "duration", d, "bytes", c.Writer.Size(), "client", c.ClientIP())
+	}
+}
+
+func logFrom(c *gin.Context) *slog.Logger {
+	if l, ok := c.Get(ctxLog); ok {
+		return l.(*slog.Logger)
+	}
+	return slog.Default()
+}
+
+// crossOrigin refuses browsers' cross-origin POSTs, judged from
+// Sec-Fetch-Site and Origin by net/http's CrossOriginProtection. curl and
+// scripts send neither and pass.
+func crossOrigin() gin.HandlerFunc {
+	cop := http.NewCrossOriginProtection()
+	return func(c *gin.Context) {
+		if err := cop.Check(c.Request); err != nil {
+			abortStatus(c, http.StatusForbidden, "cross_origin", "Cross-origin requests are refused.")
+			return
+		}
+		c.Next()
+	}
+}
+
+// securityHeaders go on every answer; pages get the CSP too.
+func securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	c.Next()
+}
+
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// session loads the caller's session; a storage failure answers 503 (an
+// API route) rather than pretending the caller is logged out.
+func loadSession(c *gin.Context, store *dbSessionStore) (*gsessions.Session, bool) {
+	s, err := store.Get(c.Request, sessionCookie)
+	if err != nil {
+		abortWith(c, err)
+		return nil, false
+	}
+	return s, true
+}
+
+// currentUser reads the logged-in user from the session, if any.
+func currentUser(s *gsessions.Session) (app.UserRef, bool) {
+	uid, _ := s.Values[keyUserID].(int64)
+	name, _ := s.Values[keyUsername].(string)
+	if s.IsNew || uid == 0 || name == "" {
+		return app.UserRef{}, false
+	}
+	return app.UserRef{ID: uid, Name: name}, true
+}
+
+// requireUser answers 401 without a live session.
+func requireUser(store *dbSessionStore) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		s, ok := loadSession(c, store)
+		if !ok {
+			return
+		}
+		u, ok := currentUser(s)
+		if !ok {
+			abortWith(c, app.ErrUnauthorized)
+			return
+		}
+		c.Set(ctxUser, u)
+		c.Set(ctxSess, s.ID)
+		c.Next()
+	}
+}
+
+func userOf(c *gin.Context) app.UserRef { return c.MustGet(ctxUser).(app.UserRef) }
+
+func sessionIDOf(c *gin.Context) string { return c.GetString(ctxSess) }
+
+// wantsHTML tells a browser's form post (form body, Accept naming
+// text/html) from an API call.
+func wantsHTML(c *gin.Context) bool {
+	ct := c.ContentType()
+	form := ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data"
+	return form && strings.Contains(c.GetHeader("Accept"), "text/html")
+}
+
+// clientAddr is the client's address: the connection's peer, or the
+// nearest untrusted address in X-Forwarded-For when the peer is a trusted
+// proxy.
+func clientAddr(r *http.Request, trusted []*net.IPNet) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if !isTrusted(host, trusted) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if net.ParseIP(hop) == nil {
+			break
+		}
+		if !isTrusted(hop, trusted) {
+			return hop
+		}
+		host = hop
+	}
+	return host
+}
+
+func isTrusted(addr string, trusted []*net.IPNet) bool {
+	ip := net.ParseIP(addr)
+	if ip == nil {
+		return false
+	}
+	for _, n := range trusted {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// isTLS is whether the client reached us over TLS, directly or through a
+// trusted proxy that says so.
+func isTLS(trusted []*net.IPNet) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		if r.TLS != nil {
+			return true
+		}
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		return isTrusted(host, trusted) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	}
+}
+
+var _ = ginsessions.Default

@@ -1,0 +1,112 @@
+// Package routes is papo's HTTP layer: Gin handlers, middleware (auth,
+// cross-origin, limits), and the SSE writer. It turns requests into calls
+// on the app package, and app errors into the contract's statuses.
+package routes
+
+import (
+	"context"
+	"io/fs"
+	"net/http"
+	"time"
+
+	ginsessions "github.com/gin-contrib/sessions"
+	"github.com/gin-gonic/gin"
+
+	"papo/app"
+)
+
+// New builds papo's HTTP handler. assets holds templates/ and static/.
+func New(ctx context.Context, a *app.App, assets fs.FS) (http.Handler, error) {
+	secret, err := a.Sessions.Secret(ctx, a.Config.SessionSecret)
+	if err != nil {
+		return nil, err
+	}
+	trusted := a.Config.Limits.TrustedProxies
+	store := newDBSessionStore(a.Sessions, secret, isTLS(trusted))
+	pg, err := newPages(assets, store)
+	if err != nil {
+		return nil, err
+	}
+	static, err := fs.Sub(assets, "static")
+	if err != nil {
+		return nil, err
+	}
+	clients := func(r *http.Request) string { return clientAddr(r, trusted) }
+	m := newMetrics(a)
+
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = false
+	r.RemoteIPHeaders = nil // client addresses come from clientAddr, which trusts only configured proxies
+	_ = r.SetTrustedProxies(nil)
+	r.Use(requestLog(a.Log, m.observe), recovery, securityHeaders, ginsessions.Sessions(sessionCookie, store))
+	r.NoRoute(func(c *gin.Context) { abortStatus(c, http.StatusNotFound, "not_found", "No such route.") })
+
+	acc := &accountHandlers{app: a, store: store, pages: pg, trusted: clients}
+	rooms := &roomHandlers{app: a}
+	streams := &streamHandlers{app: a, clients: clients}
+	post := r.Group("/", crossOrigin())
+	post.POST("/register", acc.register)
+	post.POST("/login", acc.login)
+	post.POST("/logout", acc.logout)
+
+	auth := r.Group("/", requireUser(store))
+	auth.GET("/me", acc.me)
+	auth.GET("/rooms/:room/events", streams.events)
+	auth.GET("/rooms/:room/messages", rooms.history)
+	auth.GET("/rooms/:room/users", rooms.users)
+	authPost := auth.Group("/", crossOrigin())
+	authPost.POST("/rooms/:room/messages", rooms.post)
+	authPost.POST("/rooms/:room/typing", rooms.typing)
+
+	r.GET("/", pg.home)
+	r.GET("/login", pg.login)
+	r.GET("/register", pg.register)
+	r.GET("/r/:room", pg.chat)
+	r.GET("/commands", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"commands": commandList(a)}) })
+	r.StaticFS("/static", http.FS(static))
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", func(c *gin.Context) {
+		rctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.Ready(rctx); err != nil {
+			logFrom(c).Warn("not ready", "err", err)
+			abortStatus(c, http.StatusServiceUnavailable, "not_ready", err.Error())
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	})
+	r.GET("/metrics", m.handler())
+	return r, nil
+}
+
+type commandInfo struct {
+	Name    string   `json:"name"`
+	Aliases []string `json:"aliases,omitempty"`
+	Usage   string   `json:"usage"`
+	Summary string   `json:"summary"`
+}
+
+func commandList(a *app.App) []commandInfo {
+	var out []commandInfo
+	for _, c := range a.Chat.Commands() {
+		out = append(out, commandInfo{Name: c.Name, Aliases: c.Aliases, Usage: c.Usage, Summary: c.Summary})
+	}
+	return out
+}
+
+// recovery answers a panic with the contract's error shape instead of
+// Gin's bare 500.
+func recovery(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			logFrom(c).Error("panic serving request", "panic", v)
+			abortStatus(c, http.StatusInternalServerError, "internal", "Something went wrong on our side.")
+		}
+	}()
+	c.Next()
+}

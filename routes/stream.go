@@ -1,0 +1,156 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	ginsessions "github.com/gin-contrib/sessions"
+	"github.com/gin-gonic/gin"
+
+	"papo/app"
+)
+
+type streamHandlers struct {
+	app     *app.App
+	clients func(*http.Request) string
+}
+
+// retryLine tells EventSource to reconnect after 2 s.
+var retryLine = []byte("retry: 2000\n\n")
+
+// events serves GET /rooms/:room/events: the backlog (or what the client
+// missed since its Last-Event-ID), the users event, ready, then live events
+// until the client leaves, its session ends, it falls behind, or the server
+// shuts down.
+func (h *streamHandlers) events(c *gin.Context) {
+	name, ok := room(c)
+	if !ok {
+		return
+	}
+	user := userOf(c)
+	release, err := h.app.Streams.Acquire(user.ID, h.clients(c.Request))
+	if err != nil {
+		abortWith(c, err)
+		return
+	}
+	defer release()
+	cursor := c.GetHeader("Last-Event-ID")
+	if cursor == "" {
+		cursor = c.Query("last_event_id")
+	}
+	// The session is saved (if it changed) before the first byte goes out,
+	// while headers can still carry its cookie.
+	if err := ginsessions.Default(c).Save(); err != nil {
+		abortWith(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	st, err := h.app.Chat.OpenStream(ctx, user, sessionIDOf(c), name, cursor)
+	if err != nil {
+		abortWith(c, err)
+		return
+	}
+	// Presence must see the close even when the request context is gone.
+	defer st.Close(context.WithoutCancel(ctx))
+
+	w := c.Writer
+	rc := http.NewResponseController(w)
+	// Streams outlive any server WriteTimeout; the deadline is cleared for
+	// this response alone.
+	_ = rc.SetWriteDeadline(time.Time{})
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache, no-transform")
+	hdr.Set("X-Accel-Buffering", "no")
+	hdr.Set("Connection", "keep-alive")
+	hdr.Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+
+	out := newSSEWriter(w, rc)
+	out.write(retryLine)
+	for _, f := range st.Initial {
+		out.write(f.Bytes)
+	}
+	if err := out.flush(); err != nil {
+		return
+	}
+	h.pump(ctx, st, out)
+}
+
+// pump copies live frames to the client. It takes every frame already
+// queued before flushing once, so a burst costs one write and one flush
+// rather than one per event; and it skips message frames at or below the
+// stream's cursor, which the backlog already sent.
+func (h *streamHandlers) pump(ctx context.Context, st *app.Stream, out *sseWriter) {
+	sub := st.Sub
+	last := st.LastID
+	frames := sub.Frames()
+	stopping := h.app.Hub.Stopping()
+	send := func(f *app.Frame) {
+		if f.ID > 0 {
+			if f.ID <= last {
+				return
+			}
+			last = f.ID
+		}
+		out.write(f.Bytes)
+	}
+	for {
+		select {
+		case f := <-frames:
+			send(f)
+		drain:
+			for {
+				select {
+				case f = <-frames:
+					send(f)
+				default:
+					break drain
+				}
+			}
+			if err := out.flush(); err != nil {
+				return
+			}
+		case <-sub.Done():
+			// Dropped for being slow, logged out, or shutdown: end the
+			// response; the client reconnects and resumes from its cursor
+			// (after logout, to a 401).
+			return
+		case <-stopping:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sseWriter writes a batch of frames and flushes them together. It adds
+// no buffer of its own: net/http already buffers each response, and an
+// idle stream should cost as little memory as possible.
+type sseWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	err error
+}
+
+func newSSEWriter(w http.ResponseWriter, rc *http.ResponseController) *sseWriter {
+	return &sseWriter{w: w, rc: rc}
+}
+
+func (s *sseWriter) write(b []byte) {
+	if s.err == nil {
+		_, s.err = s.w.Write(b)
+	}
+}
+
+func (s *sseWriter) flush() error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.err = err
+	}
+	return s.err
+}
