@@ -105,11 +105,13 @@ func (b *RedisBroker) Subscribe(ctx context.Context, handle func(Envelope)) erro
 func (b *RedisBroker) run(ctx context.Context, handle func(Envelope), firstLive chan struct{}) {
 	defer close(b.done)
 	var first sync.Once
+	everLive := false
 	backoff := brokerMinBackoff
 	for ctx.Err() == nil {
 		err := b.session(ctx, handle, func() {
 			b.live.Store(true)
 			backoff = brokerMinBackoff
+			everLive = true
 			first.Do(func() { close(firstLive) })
 			if d, ok := b.outage.recover(); ok {
 				b.log.Info("redis broker: subscription restored; fan-out between instances is back",
@@ -121,9 +123,13 @@ func (b *RedisBroker) run(ctx context.Context, handle func(Envelope), firstLive 
 			return
 		}
 		if b.outage.fail(err) {
-			b.log.Warn("redis broker: Redis unavailable; retrying until it is back. Posts are still stored, "+
-				"and other instances' messages reach this instance's streams from the database meanwhile",
-				"redis", redisAddr(b.client), "err", err)
+			if everLive {
+				b.log.Warn("redis broker: Redis unavailable; retrying until it is back. Posts are still stored, "+
+					"and other instances' messages reach this instance's streams from the database meanwhile",
+					"redis", redisAddr(b.client), "err", err)
+			} else {
+				b.log.Warn("redis broker: cannot subscribe to Redis yet; retrying", "redis", redisAddr(b.client), "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

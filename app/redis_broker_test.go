@@ -182,6 +182,39 @@ func TestRedisBrokerSurvivesAnOutage(t *testing.T) {
 	}
 }
 
+// A Redis that hangs instead of refusing costs the writer one timeout,
+// not one per batch: after the first failure, publishing fails at once
+// until Redis answers again, and then works without a restart.
+func TestRedisBrokerFailsFastWhenRedisHangs(t *testing.T) {
+	url := requireRedis(t)
+	prefix := testPrefix(t, url)
+	proxy, proxied := newFlakyProxy(t, url)
+	log, _ := newTestLog(t)
+	b := startBroker(t, proxied, prefix, log, &envelopeSink{})
+	ctx := context.Background()
+
+	proxy.hang(true)
+	start := time.Now()
+	if err := b.Publish(ctx, messageEnv("b", 1)); err == nil {
+		t.Fatal("publish succeeded while Redis hangs")
+	}
+	t.Logf("the first publish failed after %v", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	for i := range 100 {
+		if err := b.Publish(ctx, messageEnv("b", int64(i+2))); !errors.Is(err, ErrRedisDown) {
+			t.Fatalf("publish %d while Redis hangs: %v, want ErrRedisDown at once", i, err)
+		}
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("100 publishes took %v while Redis is known to hang", d)
+	}
+
+	proxy.hang(false)
+	eventually(t, 20*time.Second, "publishing works once Redis answers", func() bool {
+		return b.Publish(ctx, messageEnv("b", 1000)) == nil
+	})
+}
+
 // Without Redis, Subscribe gives up with the reason instead of hanging.
 func TestRedisBrokerSubscribeFailsWithoutRedis(t *testing.T) {
 	l, err := closedAddr()

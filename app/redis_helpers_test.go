@@ -136,6 +136,7 @@ type flakyProxy struct {
 
 	mu    sync.Mutex
 	down  bool
+	hung  bool // bytes are held, as by a server that stopped answering
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
@@ -194,9 +195,40 @@ func (p *flakyProxy) pipe(c net.Conn) {
 	p.mu.Unlock()
 	defer p.forget(up)
 	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	go func() { p.copy(up, c); done <- struct{}{} }()
+	go func() { p.copy(c, up); done <- struct{}{} }()
 	<-done
+}
+
+// copy forwards src to dst, holding what it read while the proxy hangs.
+func (p *flakyProxy) copy(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for p.isHung() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *flakyProxy) isHung() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.hung && !p.down
+}
+
+func (p *flakyProxy) hang(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hung = on
 }
 
 func (p *flakyProxy) forget(c net.Conn) {

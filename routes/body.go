@@ -24,7 +24,6 @@ type fields struct {
 	json map[string]json.RawMessage
 }
 
-
 // readFields parses the body. Errors carry the contract's status: 413 for
 // a body over 64 KiB, 415 for a type that is neither form nor JSON, 400
 // for a malformed one.

@@ -29,7 +29,7 @@ type Parser struct {
 	Comments int // comment lines seen (heartbeats)
 	// OnComment, when set, is called for each comment line.
 	OnComment func(text string)
-	started  bool
+	started   bool
 }
 
 // NewParser reads from r.

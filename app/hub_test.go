@@ -1,0 +1,300 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"papo/e2e/client"
+	"papo/models"
+	"papo/models/modelstest"
+)
+
+// scriptedBroker stands in for the network between instances: the test
+// decides which envelopes of "another instance" arrive, and in what order.
+// The hub is the thing under test; its database is real.
+type scriptedBroker struct {
+	mu     sync.Mutex
+	handle func(Envelope)
+}
+
+func (b *scriptedBroker) Subscribe(_ context.Context, h func(Envelope)) error {
+	b.mu.Lock()
+	b.handle = h
+	b.mu.Unlock()
+	return nil
+}
+func (b *scriptedBroker) Publish(context.Context, ...Envelope) error { return nil }
+func (b *scriptedBroker) Ping(context.Context) error                 { return nil }
+func (b *scriptedBroker) Close() error                               { return nil }
+
+func (b *scriptedBroker) deliver(env Envelope) {
+	b.mu.Lock()
+	h := b.handle
+	b.mu.Unlock()
+	env.Origin = "another-instance"
+	h(env)
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// storeMessages commits n messages in room as one batch, as another
+// instance's writer would, and returns them.
+func storeMessages(t testing.TB, s *models.Store, room string, n int) []*models.Message {
+	t.Helper()
+	ctx := context.Background()
+	u := &models.User{Username: fmt.Sprintf("u%d", time.Now().UnixNano()%1e9), PasswordHash: "x", CreatedAt: time.Now().UTC()}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]*models.Message, n)
+	for i := range msgs {
+		msgs[i] = &models.Message{Room: room, Kind: models.KindUser, UserID: u.ID, Username: u.Username,
+			Body: fmt.Sprintf("m%d", i), CreatedAt: time.Now().UTC()}
+	}
+	if err := s.InsertMessages(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+func startHub(t testing.TB, store *models.Store, b Broker, opts HubOptions) *Hub {
+	t.Helper()
+	h := NewHub("this-instance", b, store, quiet(), opts)
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Stop)
+	return h
+}
+
+// received reads message frames from sub until it has n, or times out.
+func received(t testing.TB, sub *Subscriber, n int) []int64 {
+	t.Helper()
+	var ids []int64
+	timeout := time.After(10 * time.Second)
+	for len(ids) < n {
+		select {
+		case f := <-sub.Frames():
+			if f.ID > 0 {
+				ids = append(ids, f.ID)
+			}
+		case <-timeout:
+			t.Fatalf("got %v, want %d messages", ids, n)
+		}
+	}
+	return ids
+}
+
+func TestHubDispatchesInCommitOrderAndFillsGaps(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, store *models.Store) {
+		b := &scriptedBroker{}
+		h := startHub(t, store, b, HubOptions{GapWait: 50 * time.Millisecond, Poll: time.Hour})
+		sub, err := h.Subscribe("general", UserRef{ID: 99, Name: "reader"}, "s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := storeMessages(t, store, "general", 6)
+		// The broker brings 3 first, then 2, duplicates 3, and loses 1, 4 and 5...
+		for _, i := range []int{2, 1, 2} {
+			b.deliver(messageEnvelope(msgs[i]))
+		}
+		// ...then 6: the hub waits for 1, reads 1, 4 and 5 from the
+		// database, and sends all six once, in order.
+		b.deliver(messageEnvelope(msgs[5]))
+		got := received(t, sub, 6)
+		for i, id := range got {
+			if id != msgs[i].ID {
+				t.Fatalf("order %v, want %d..%d", got, msgs[0].ID, msgs[5].ID)
+			}
+		}
+		// A late copy of a message already sent is dropped.
+		b.deliver(messageEnvelope(msgs[3]))
+		select {
+		case f := <-sub.Frames():
+			t.Fatalf("a duplicate went out: id %d", f.ID)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if h.Stats().GapFills.Load() == 0 {
+			t.Fatal("the gap was not filled from the database")
+		}
+	})
+}
+
+func TestHubSafetyPollFindsUnpublishedMessages(t *testing.T) {
+	store := modelstest.Open(t, models.SQLite)
+	h := startHub(t, store, &scriptedBroker{}, HubOptions{Poll: 50 * time.Millisecond})
+	sub, _ := h.Subscribe("general", UserRef{ID: 1, Name: "r"}, "s")
+	// Committed by an instance whose publishes were all lost.
+	msgs := storeMessages(t, store, "general", 3)
+	got := received(t, sub, 3)
+	if got[0] != msgs[0].ID || got[2] != msgs[2].ID {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestHubRoutesByVisibility(t *testing.T) {
+	store := modelstest.Open(t, models.SQLite)
+	h := startHub(t, store, LocalBroker{}, HubOptions{})
+	ana := UserRef{ID: 1, Name: "ana"}
+	bia := UserRef{ID: 2, Name: "bia"}
+	eve := UserRef{ID: 3, Name: "eve"}
+	anaGeneral, _ := h.Subscribe("general", ana, "a")
+	anaRandom, _ := h.Subscribe("random", ana, "a")
+	biaGeneral, _ := h.Subscribe("general", bia, "b")
+	eveGeneral, _ := h.Subscribe("general", eve, "e")
+	ctx := context.Background()
+
+	to := int64(2)
+	pm := &models.Message{ID: 1, Room: "general", Kind: models.KindPrivate, UserID: 1, Username: "ana", ToUserID: &to, ToUsername: "bia", Body: "psst"}
+	_ = h.Publish(ctx, messageEnvelope(pm))
+	_ = h.PublishEvent(ctx, Envelope{Type: EventTyping, Room: "general", User: 1}, TypingEvent{Room: "general", Username: "ana", Typing: true})
+	_ = h.PublishEvent(ctx, Envelope{Type: EventReply, Room: "general", User: 1}, Reply{Command: "who", OK: true})
+
+	expect := func(name string, sub *Subscriber, want ...string) {
+		t.Helper()
+		var got []string
+		timeout := time.After(300 * time.Millisecond)
+	loop:
+		for {
+			select {
+			case f := <-sub.Frames():
+				line, _, _ := bytes.Cut(bytes.TrimPrefix(f.Bytes, []byte(fmt.Sprintf("id: %d\n", f.ID))), []byte("\n"))
+				got = append(got, string(bytes.TrimPrefix(line, []byte("event: "))))
+			case <-timeout:
+				break loop
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s got %v, want %v", name, got, want)
+		}
+	}
+	expect("ana in general", anaGeneral, "message", "reply")
+	expect("ana in random", anaRandom, "message")
+	expect("bia in general", biaGeneral, "message", "typing")
+	expect("eve in general", eveGeneral, "typing")
+}
+
+func TestSlowSubscriberIsDroppedOthersKeepUp(t *testing.T) {
+	store := modelstest.Open(t, models.SQLite)
+	const queue = 16
+	h := startHub(t, store, LocalBroker{}, HubOptions{QueueSize: queue})
+	stuck, _ := h.Subscribe("general", UserRef{ID: 1, Name: "stuck"}, "s1")
+	var readers []*Subscriber
+	for i := 0; i < 5; i++ {
+		s, _ := h.Subscribe("general", UserRef{ID: int64(10 + i), Name: "r"}, "s")
+		readers = append(readers, s)
+	}
+	// The readers keep up with each message (in lockstep, so the test
+	// does not depend on scheduling); the stuck one never reads.
+	const n = 200
+	results := make([][]int64, len(readers))
+	for i := 1; i <= n; i++ {
+		h.enqueue(Envelope{Type: EventMessage, Room: "general", ID: int64(i), Origin: "x", Data: json.RawMessage(`{}`)})
+		for r, s := range readers {
+			results[r] = append(results[r], received(t, s, 1)...)
+		}
+	}
+	select {
+	case <-stuck.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stuck subscriber was not dropped")
+	}
+	if stuck.Reason() != CloseSlow {
+		t.Fatalf("reason %v", stuck.Reason())
+	}
+	// Its memory is bounded by the queue, and it is out of the hub.
+	if len(stuck.queue) > queue {
+		t.Fatalf("queue grew to %d", len(stuck.queue))
+	}
+	if got := h.Subscribers(); got != len(readers) {
+		t.Fatalf("%d subscribers, want %d", got, len(readers))
+	}
+	for i, ids := range results {
+		if len(ids) != n {
+			t.Fatalf("reader %d got %d messages", i, len(ids))
+		}
+		for j, id := range ids {
+			if id != int64(j+1) {
+				t.Fatalf("reader %d: id %d at %d", i, id, j)
+			}
+		}
+	}
+}
+
+// FuzzFrameSurvivesParsing: whatever a message says, its frame parses back
+// (by the standard's rules) to exactly one event with its id and JSON.
+func FuzzFrameSurvivesParsing(f *testing.F) {
+	for _, s := range []string{"plain", "a\nb", "a\r\nb", "a\rb", "data: x", "event: ready", "id: 5", "\n\n", ":", "\x00", "é👋", "\u2028\u2029"} {
+		f.Add(s, int64(7))
+	}
+	f.Fuzz(func(t *testing.T, text string, id int64) {
+		if id <= 0 {
+			id = -id + 1
+		}
+		data, err := json.Marshal(Message{ID: id, Room: "r", Kind: "user", Username: "u", Message: text})
+		if err != nil {
+			t.Skip()
+		}
+		frame := EncodeFrame(id, EventMessage, data)
+		p := client.NewParser(bytes.NewReader(append(frame.Bytes, frame.Bytes...)))
+		for i := 0; i < 2; i++ {
+			ev, err := p.Next()
+			if err != nil {
+				t.Fatalf("frame %q: %v", frame.Bytes, err)
+			}
+			if ev.Type != "message" || ev.Data != string(data) || ev.ID != fmt.Sprint(id) {
+				t.Fatalf("parsed %+v from %q", ev, frame.Bytes)
+			}
+			var back Message
+			if err := json.Unmarshal([]byte(ev.Data), &back); err != nil {
+				t.Fatal(err)
+			}
+			if back.Message != string([]rune(text)) && back.Message != text {
+				t.Fatalf("text %q came back as %q", text, back.Message)
+			}
+		}
+		if _, err := p.Next(); err != io.EOF {
+			t.Fatalf("more than two events: %v", err)
+		}
+	})
+}
+
+// BenchmarkFanout measures one message dispatched to N subscribers: the
+// encode, the queueing to each, and the readers' draining.
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			store := modelstest.Open(b, models.SQLite)
+			h := startHub(b, store, LocalBroker{}, HubOptions{QueueSize: 1024})
+			var wg sync.WaitGroup
+			subs := make([]*Subscriber, n)
+			for i := range subs {
+				subs[i], _ = h.Subscribe("general", UserRef{ID: int64(i + 1), Name: "u"}, "s")
+			}
+			data, _ := json.Marshal(Message{ID: 1, Room: "general", Kind: "user", Username: "ana", Message: "hello everyone, this is a typical chat line", CreatedAt: time.Now()})
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				env := Envelope{Type: EventMessage, Room: "general", ID: h.next, Data: data}
+				h.accept(env)
+				// Drain, as the stream writers would.
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for _, s := range subs {
+						<-s.queue
+					}
+				}()
+				wg.Wait()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
+		})
+	}
+}
