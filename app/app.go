@@ -95,12 +95,14 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 	lim := cfg.Limits
 	var (
 		messages      RateLimiter    = Unlimited{}
+		typists       RateLimiter    = Unlimited{}
 		registrations RateLimiter    = Unlimited{}
 		loginFailures FailureCounter = Unlimited{}
 		addrFailures  FailureCounter = Unlimited{}
 	)
 	if lim.Enabled {
 		messages = NewMemoryRateLimiter(lim.MessageRate, lim.MessageBurst)
+		typists = NewMemoryRateLimiter(lim.TypingRate, 5)
 		registrations = NewMemoryRateLimiter(float64(lim.Registrations)/lim.RegisterWindow.Seconds(), lim.Registrations)
 		loginFailures = NewMemoryFailureCounter(lim.LoginFailures, lim.LoginWindow)
 		// An address may fail for several users (a shared NAT), so it gets
@@ -117,7 +119,7 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 	a.Streams = NewStreamLimits(lim)
 	a.Chat = &Chat{
 		history: store, writer: a.writer, hub: a.Hub, presence: a.Presence, typing: a.typing,
-		commands: NewCommands(), accounts: accounts, messages: messages, log: log,
+		commands: NewCommands(), accounts: accounts, messages: messages, typists: typists, log: log,
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel

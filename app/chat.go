@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"papo/models"
 )
@@ -44,6 +45,7 @@ type Chat struct {
 	commands *Commands
 	accounts *Accounts
 	messages RateLimiter
+	typists  RateLimiter
 	log      *slog.Logger
 }
 
@@ -59,9 +61,18 @@ func (c *Chat) Post(ctx context.Context, user UserRef, room, text string) (PostR
 	if err := CheckRoom(room); err != nil {
 		return PostResult{}, err
 	}
-	text, err := NormalizeMessage(text)
-	if err != nil {
-		return PostResult{}, err
+	if !utf8.ValidString(text) {
+		return PostResult{}, invalid("invalid_message", "message must be valid UTF-8.")
+	}
+	trimmed := strings.TrimSpace(text)
+	// A command is judged by its own rules: its TEXT, if it has one, is
+	// checked by the command, which answers ok:false rather than 400.
+	isCommand := strings.HasPrefix(trimmed, commandPrefix) && !strings.HasPrefix(trimmed, escapedSlashText)
+	if !isCommand {
+		var err error
+		if text, err = NormalizeMessage(text); err != nil {
+			return PostResult{}, err
+		}
 	}
 	ok, after, err := c.messages.Allow(ctx, "messages:"+strconv.FormatInt(user.ID, 10))
 	if err != nil {
@@ -70,9 +81,8 @@ func (c *Chat) Post(ctx context.Context, user UserRef, room, text string) (PostR
 	if !ok {
 		return PostResult{}, rateLimited("too_many_messages", "You are sending messages too fast; wait a moment.", after)
 	}
-	// "//text" posts "/text", so a message can start with a slash.
-	if strings.HasPrefix(text, commandPrefix) && !strings.HasPrefix(text, escapedSlashText) {
-		name, args := ParseCommand(text)
+	if isCommand {
+		name, args := ParseCommand(trimmed)
 		call := &Call{Chat: c, User: user, Room: room, Name: name, Args: args}
 		reply, err := c.commands.Run(ctx, call)
 		if err != nil {
@@ -81,6 +91,7 @@ func (c *Chat) Post(ctx context.Context, user UserRef, room, text string) (PostR
 		c.publishReply(ctx, user, room, reply)
 		return PostResult{Reply: &reply, Message: call.Posted}, nil
 	}
+	// "//text" posts "/text", so a message can start with a slash.
 	text = strings.TrimPrefix(text, "/")
 	m := &models.Message{Room: room, Kind: models.KindUser, UserID: user.ID, Username: user.Name, Body: text}
 	if err := c.store(ctx, m); err != nil {
@@ -111,6 +122,13 @@ func (c *Chat) publishReply(ctx context.Context, user UserRef, room string, repl
 func (c *Chat) SetTyping(ctx context.Context, user UserRef, room string, typing bool) error {
 	if err := CheckRoom(room); err != nil {
 		return err
+	}
+	ok, after, err := c.typists.Allow(ctx, "typing:"+strconv.FormatInt(user.ID, 10))
+	if err != nil {
+		return unavailable(err)
+	}
+	if !ok {
+		return rateLimited("too_many_typing_updates", "Typing updates are coming too fast; one every few seconds is enough.", after)
 	}
 	c.typing.Set(ctx, room, user, typing)
 	return nil

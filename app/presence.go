@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -117,7 +118,7 @@ func (p *MemoryPresence) Online(_ context.Context, room string) ([]string, error
 		names = append(names, e.user.Name)
 	}
 	p.mu.Unlock()
-	slices.Sort(names)
+	SortUsernames(names)
 	return names, nil
 }
 
@@ -155,4 +156,15 @@ func (p *MemoryPresence) Close() error {
 	}
 	p.rooms = map[string]map[int64]*presenceEntry{}
 	return nil
+}
+
+// SortUsernames sorts names as people read a list: without regard to case,
+// with the exact bytes breaking ties so the order is stable.
+func SortUsernames(names []string) {
+	slices.SortFunc(names, func(a, b string) int {
+		if c := strings.Compare(strings.ToLower(a), strings.ToLower(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
 }

@@ -443,7 +443,7 @@ func (p *RedisPresence) Online(ctx context.Context, room string) ([]string, erro
 		p.degrade(fmt.Errorf("reading who is online in %s: %w", room, err))
 		return p.localOnline(room), nil
 	}
-	slices.Sort(names)
+	SortUsernames(names)
 	return names, nil
 }
 
@@ -493,7 +493,7 @@ func (p *RedisPresence) localOnline(room string) []string {
 		names = append(names, e.user.Name)
 	}
 	p.mu.Unlock()
-	slices.Sort(names)
+	SortUsernames(names)
 	return names
 }
 
