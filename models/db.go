@@ -104,6 +104,9 @@ type Store struct {
 // Open connects to the target, checks that it answers, and tunes the pool.
 // It does not migrate; call Migrate.
 func Open(ctx context.Context, t Target, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	gcfg := &gorm.Config{
 		SkipDefaultTransaction: true,
 		TranslateError:         true,

@@ -1,0 +1,244 @@
+package models_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"papo/models"
+	"papo/models/modelstest"
+)
+
+func newUser(t *testing.T, s *models.Store, name string) *models.User {
+	t.Helper()
+	u := &models.User{Username: name, PasswordHash: "x", CreatedAt: time.Now().UTC()}
+	if err := s.CreateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestParseDatabaseURL(t *testing.T) {
+	cases := []struct {
+		in      string
+		dialect models.Dialect
+		wantErr bool
+	}{
+		{"", models.SQLite, false},
+		{"sqlite:/tmp/x.db", models.SQLite, false},
+		{"sqlite:", "", true},
+		{"mysql://root@127.0.0.1:3306/papo", models.MySQL, false},
+		{"mysql://root:p%40ss@db/papo?tls=false", models.MySQL, false},
+		{"mysql://root@127.0.0.1:3306/", "", true},
+		{"postgres://x/y", "", true},
+		{"papo.db", "", true},
+	}
+	for _, tc := range cases {
+		got, err := models.ParseDatabaseURL(tc.in)
+		if (err != nil) != tc.wantErr || got.Dialect != tc.dialect {
+			t.Errorf("ParseDatabaseURL(%q) = %+v, %v", tc.in, got, err)
+		}
+	}
+	got, _ := models.ParseDatabaseURL("mysql://root:p%40ss@db/papo")
+	for _, want := range []string{"root:p@ss@tcp(db:3306)/papo", "parseTime=true", "charset=utf8mb4"} {
+		if !strings.Contains(got.DSN, want) {
+			t.Errorf("DSN %q lacks %q", got.DSN, want)
+		}
+	}
+}
+
+// TestMigrationsAreIdempotentAndConcurrent: several instances starting at
+// once on one database all succeed, and the schema is usable.
+func TestMigrationsAreIdempotentAndConcurrent(t *testing.T) {
+	for _, d := range modelstest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			target := modelstest.Target(t, d)
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			errs := make([]error, 4)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s, err := models.Open(ctx, target, nil)
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					defer s.Close()
+					errs[i] = s.Migrate(ctx)
+				}()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := models.Open(ctx, target, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatalf("a second migration: %v", err)
+			}
+			last, err := s.LastMessageID(ctx)
+			if err != nil || last != 0 {
+				t.Fatalf("sequence = %d, %v", last, err)
+			}
+		})
+	}
+}
+
+func TestUnicodeRoundTrips(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, s *models.Store) {
+		u := newUser(t, s, "ana")
+		texts := []string{"emoji 👋🏽🇧🇷", "CJK 𠜎𠝹 (4-byte)", "RTL \u202eevil\u202c", "zero\u200bwidth", "combining e\u0301", "tab\tnew\nline"}
+		var msgs []*models.Message
+		for _, text := range texts {
+			msgs = append(msgs, &models.Message{Room: "general", Kind: models.KindUser, UserID: u.ID, Username: u.Username, Body: text, CreatedAt: time.Now().UTC()})
+		}
+		if err := s.InsertMessages(context.Background(), msgs); err != nil {
+			t.Fatal(err)
+		}
+		back, err := s.Newest(context.Background(), models.Visibility{Room: "general", UserID: u.ID}, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range back {
+			if m.Body != texts[i] {
+				t.Errorf("stored %q, read back %q", texts[i], m.Body)
+			}
+		}
+	})
+}
+
+// TestSequenceIsGaplessInCommitOrder: concurrent batches from several
+// writers (as several instances would) get ids 1..N with no gap and no
+// repeat, and each batch's ids are consecutive; counts are exact.
+func TestSequenceIsGaplessInCommitOrder(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		users := []*models.User{newUser(t, s, "a1"), newUser(t, s, "b2"), newUser(t, s, "c3")}
+		const writers, batches, size = 4, 10, 5
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var all []int64
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := 0; b < batches; b++ {
+					msgs := make([]*models.Message, size)
+					for i := range msgs {
+						u := users[(w+i)%len(users)]
+						msgs[i] = &models.Message{Room: "general", Kind: models.KindUser, UserID: u.ID, Username: u.Username, Body: fmt.Sprint(w, b, i), CreatedAt: time.Now().UTC()}
+					}
+					if err := s.InsertMessages(ctx, msgs); err != nil {
+						t.Error(err)
+						return
+					}
+					for i := 1; i < size; i++ {
+						if msgs[i].ID != msgs[i-1].ID+1 {
+							t.Errorf("batch ids not consecutive: %d then %d", msgs[i-1].ID, msgs[i].ID)
+						}
+					}
+					mu.Lock()
+					for _, m := range msgs {
+						all = append(all, m.ID)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		slices.Sort(all)
+		for i, id := range all {
+			if id != int64(i+1) {
+				t.Fatalf("ids not 1..N: position %d holds %d", i, id)
+			}
+		}
+		last, _ := s.LastMessageID(ctx)
+		if last != writers*batches*size {
+			t.Fatalf("last id %d", last)
+		}
+		var total int64
+		for _, u := range users {
+			got, _ := s.UserByID(ctx, u.ID)
+			total += got.MessageCount
+		}
+		if total != writers*batches*size {
+			t.Fatalf("counts add up to %d", total)
+		}
+	})
+}
+
+// TestFailedBatchStoresNothing: a batch that fails (here, a sender that
+// does not exist) leaves no message, no count and no used id behind.
+func TestFailedBatchStoresNothing(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		u := newUser(t, s, "ana")
+		bad := []*models.Message{
+			{Room: "general", Kind: models.KindUser, UserID: u.ID, Username: "ana", Body: "ok", CreatedAt: time.Now().UTC()},
+			{Room: "general", Kind: models.KindUser, UserID: 999999, Username: "ghost", Body: "no such user", CreatedAt: time.Now().UTC()},
+		}
+		if err := s.InsertMessages(ctx, bad); err == nil {
+			t.Fatal("a batch with a missing sender was stored")
+		}
+		if last, _ := s.LastMessageID(ctx); last != 0 {
+			t.Fatalf("the failed batch used ids up to %d", last)
+		}
+		if got, _ := s.UserByID(ctx, u.ID); got.MessageCount != 0 {
+			t.Fatalf("count %d after a failed batch", got.MessageCount)
+		}
+		good := []*models.Message{{Room: "general", Kind: models.KindUser, UserID: u.ID, Username: "ana", Body: "ok", CreatedAt: time.Now().UTC()}}
+		if err := s.InsertMessages(ctx, good); err != nil || good[0].ID != 1 {
+			t.Fatalf("next id %d, %v; want 1", good[0].ID, err)
+		}
+	})
+}
+
+func TestUsernamesAreUniqueWithoutCase(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, s *models.Store) {
+		newUser(t, s, "Ana")
+		err := s.CreateUser(context.Background(), &models.User{Username: "aNA", PasswordHash: "x", CreatedAt: time.Now().UTC()})
+		if !errors.Is(err, models.ErrUsernameTaken) {
+			t.Fatalf("err = %v", err)
+		}
+		u, err := s.UserByName(context.Background(), "ANA")
+		if err != nil || u.Username != "Ana" {
+			t.Fatalf("lookup: %+v, %v", u, err)
+		}
+	})
+}
+
+func TestEnsureSettingAgreesUnderRace(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, s *models.Store) {
+		var wg sync.WaitGroup
+		got := make([]string, 6)
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, err := s.EnsureSetting(context.Background(), "secret", func() (string, error) { return fmt.Sprint("value-", i), nil })
+				if err != nil {
+					t.Error(err)
+				}
+				got[i] = v
+			}()
+		}
+		wg.Wait()
+		for _, v := range got {
+			if v != got[0] || v == "" {
+				t.Fatalf("instances disagree: %v", got)
+			}
+		}
+	})
+}
