@@ -47,6 +47,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	startPprof(log, os.Getenv("PAPO_PPROF_ADDR"))
 
 	store, err := models.Open(ctx, cfg.Database, log)
 	if err != nil {

@@ -24,6 +24,7 @@ type HubOptions struct {
 	Heartbeat time.Duration // ": ping" to every stream this often (default 15s)
 	GapWait   time.Duration // how long an out-of-order message waits for the ones before it (default 150ms)
 	Poll      time.Duration // the safety poll of the last committed id (default 1s)
+	Recent    int           // messages kept in memory, in id order, to serve stream backlogs (default 4096; <0: none)
 }
 
 // Hub fans events out to the streams of this instance.
@@ -61,6 +62,14 @@ type Hub struct {
 	gapSince   time.Time
 	dispatched atomic.Int64
 
+	// recent is the tail of the sequence as this hub dispatched it; see
+	// recentRing.
+	recent recentRing
+
+	// onSessionEnd, when set, hears of every ended session (this
+	// instance's and, through the broker, other instances').
+	onSessionEnd atomic.Pointer[func(session string)]
+
 	stats HubStats
 
 	started  chan struct{}
@@ -91,6 +100,9 @@ func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
 	}
+	if opts.Recent == 0 {
+		opts.Recent = 4096
+	}
 	return &Hub{
 		origin:   origin,
 		broker:   broker,
@@ -101,6 +113,7 @@ func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger
 		rooms:    map[string]map[*Subscriber]struct{}{},
 		users:    map[int64]map[*Subscriber]struct{}{},
 		pending:  map[int64]Envelope{},
+		recent:   recentRing{buf: make([]recentMessage, max(opts.Recent, 0))},
 		started:  make(chan struct{}),
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -121,6 +134,7 @@ func (h *Hub) Start(ctx context.Context) error {
 	}
 	h.next = last + 1
 	h.dispatched.Store(last)
+	h.preloadRecent(ctx, last)
 	close(h.started)
 	go h.run()
 	return nil
@@ -248,6 +262,9 @@ func (h *Hub) accept(env Envelope) {
 	switch env.Type {
 	case EventMessage:
 	case eventSessionEnd:
+		if f := h.onSessionEnd.Load(); f != nil {
+			(*f)(env.Session)
+		}
 		h.endSession(env.User, env.Session)
 		return
 	default:
@@ -266,7 +283,11 @@ func (h *Hub) accept(env Envelope) {
 }
 
 func (h *Hub) dispatchMessage(env Envelope) {
-	h.dispatch(env, EncodeFrame(env.ID, EventMessage, env.Data))
+	f := EncodeFrame(env.ID, EventMessage, env.Data)
+	// Into the ring before any subscriber is offered it: a stream that
+	// registers after the offer finds it in the ring (see Recent).
+	h.recent.add(env, f)
+	h.dispatch(env, f)
 	h.next = env.ID + 1
 	h.dispatched.Store(env.ID)
 }
@@ -476,6 +497,10 @@ func (h *Hub) endSession(userID int64, session string) {
 		h.Unsubscribe(s)
 	}
 }
+
+// OnSessionEnd sets f to hear of every session that ends, here or on
+// another instance (session caches forget it).
+func (h *Hub) OnSessionEnd(f func(session string)) { h.onSessionEnd.Store(&f) }
 
 // EndSession closes the streams of a session on every instance.
 func (h *Hub) EndSession(ctx context.Context, userID int64, session string) error {

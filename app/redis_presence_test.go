@@ -271,7 +271,7 @@ func TestRedisPresenceConcurrentDecisionsAreExactlyOnce(t *testing.T) {
 func TestRedisPresenceReapsACrashedInstance(t *testing.T) {
 	url := requireRedis(t)
 	log, logs := newTestLog(t)
-	o := presenceOpts{url: url, prefix: testPrefix(t, url), heartbeat: 100 * time.Millisecond, ttl: 400 * time.Millisecond, log: log}
+	o := presenceOpts{url: url, prefix: testPrefix(t, url), heartbeat: 200 * time.Millisecond, ttl: 1500 * time.Millisecond, log: log}
 	var changes changeLog
 	a := startPresence(t, o, "a", &changes)
 	b := startPresence(t, o, "b", &changes)

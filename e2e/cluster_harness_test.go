@@ -508,6 +508,8 @@ type Reader struct {
 	current   string // the instance URL of the open stream
 	problems  []string
 	users     []string
+	typists   []string
+	replies   []string
 	changed   chan struct{} // closed and replaced on every event
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -690,7 +692,43 @@ func (r *Reader) dispatch(id string, hasID bool, event, data string) {
 		if err := json.Unmarshal([]byte(data), &u); err == nil {
 			r.users = u.Users
 		}
+	case "typing":
+		var ty struct {
+			Username string `json:"username"`
+			Typing   bool   `json:"typing"`
+		}
+		if err := json.Unmarshal([]byte(data), &ty); err == nil && ty.Typing {
+			r.typists = append(r.typists, ty.Username)
+		}
+	case "reply":
+		var rep struct {
+			Command string `json:"command"`
+		}
+		if err := json.Unmarshal([]byte(data), &rep); err == nil {
+			r.replies = append(r.replies, rep.Command)
+		}
 	}
+}
+
+// Users is the last users event's list.
+func (r *Reader) Users() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.users)
+}
+
+// Typists lists who was reported typing, in order.
+func (r *Reader) Typists() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.typists)
+}
+
+// Replies lists the commands whose replies arrived, in order.
+func (r *Reader) Replies() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.replies)
 }
 
 // IDs returns the message ids received, in order.

@@ -78,9 +78,9 @@ Flags:
 
 func main() {
 	var (
-		cfg                         config
-		urls, pids, sources         string
-		findPid                     bool
+		cfg                 config
+		urls, pids, sources string
+		findPid             bool
 	)
 	flag.StringVar(&urls, "url", "http://127.0.0.1:3000", "papo instance(s), comma-separated; streams and posts go round-robin over them")
 	flag.StringVar(&pids, "pid", "", "server pid(s), comma-separated in -url order, for RSS and CPU (default: found from the listening port when -find-pid)")
@@ -301,3 +301,6 @@ func selfCPU() time.Duration {
 func machineLine() string {
 	return fmt.Sprintf("load tool: GOMAXPROCS=%d, %s", runtime.GOMAXPROCS(0), runtime.Version())
 }
+
+// visitSet calls f with the name of every flag given on the command line.
+func visitSet(f func(name string)) { flag.Visit(func(fl *flag.Flag) { f(fl.Name) }) }
