@@ -22,6 +22,10 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
+// addressFailureFactor widens the login-failure limit of a client address
+// over that of one username: an address may be a shared NAT.
+const addressFailureFactor = 10
+
 // Options are the parts of App that tests and tools set apart from Config.
 type Options struct {
 	BcryptCost  int           // default 11
@@ -49,6 +53,8 @@ type App struct {
 	announcer *Announcer
 	typing    *Typing
 	cancel    context.CancelFunc
+	// limitsRedis is the connection of the cluster-wide limits, if any.
+	limitsRedis interface{ Close() error }
 }
 
 // New wires and starts the application on an open, migrated store.
@@ -100,14 +106,27 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 		loginFailures FailureCounter = Unlimited{}
 		addrFailures  FailureCounter = Unlimited{}
 	)
-	if lim.Enabled {
+	switch {
+	case !lim.Enabled:
+	case cfg.RedisURL != "":
+		rdb, err := newRedisClient(cfg.RedisURL, log)
+		if err != nil {
+			a.Close()
+			return nil, &ConfigError{"REDIS_URL", err}
+		}
+		a.limitsRedis = rdb
+		p := cfg.RedisPrefix
+		messages = NewRedisRateLimiter(rdb, p, lim.MessageRate, lim.MessageBurst, log)
+		typists = NewRedisRateLimiter(rdb, p, lim.TypingRate, 5, log)
+		registrations = NewRedisRateLimiter(rdb, p, float64(lim.Registrations)/lim.RegisterWindow.Seconds(), lim.Registrations, log)
+		loginFailures = NewRedisFailureCounter(rdb, p, lim.LoginFailures, lim.LoginWindow, log)
+		addrFailures = NewRedisFailureCounter(rdb, p, lim.LoginFailures*addressFailureFactor, lim.LoginWindow, log)
+	default:
 		messages = NewMemoryRateLimiter(lim.MessageRate, lim.MessageBurst)
 		typists = NewMemoryRateLimiter(lim.TypingRate, 5)
 		registrations = NewMemoryRateLimiter(float64(lim.Registrations)/lim.RegisterWindow.Seconds(), lim.Registrations)
 		loginFailures = NewMemoryFailureCounter(lim.LoginFailures, lim.LoginWindow)
-		// An address may fail for several users (a shared NAT), so it gets
-		// a wider allowance than one username.
-		addrFailures = NewMemoryFailureCounter(lim.LoginFailures*10, lim.LoginWindow)
+		addrFailures = NewMemoryFailureCounter(lim.LoginFailures*addressFailureFactor, lim.LoginWindow)
 	}
 	accounts, err := NewAccounts(store, opts.BcryptCost, loginFailures, addrFailures, registrations)
 	if err != nil {
@@ -153,6 +172,9 @@ func (a *App) StopStreams() { a.Hub.Stop() }
 func (a *App) Close() {
 	if a.cancel != nil {
 		a.cancel()
+	}
+	if a.limitsRedis != nil {
+		_ = a.limitsRedis.Close()
 	}
 	a.Hub.Stop()
 	if a.typing != nil {

@@ -237,17 +237,26 @@ func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, curs
 		c.hub.Unsubscribe(sub)
 		return nil, unavailable(err)
 	}
-	backlog, resume, err := c.backlog(ctx, models.Visibility{Room: room, UserID: user.ID}, cursor)
+	vis := models.Visibility{Room: room, UserID: user.ID}
+	// The hub's recent messages answer most backlogs, with frames already
+	// encoded; the database answers the rest.
+	frames, lastID, resume, ok := c.hub.RecentBacklog(vis, strings.TrimSpace(cursor), BacklogSize)
+	if !ok {
+		var backlog []models.Message
+		backlog, resume, err = c.backlog(ctx, vis, cursor)
+		frames = make([]*Frame, len(backlog))
+		for i := range backlog {
+			frames[i] = messageFrame(&backlog[i])
+			lastID = backlog[i].ID
+		}
+	}
 	if err == nil {
 		var users []string
 		users, err = c.presence.Online(ctx, room)
-		for i := range backlog {
-			st.Initial = append(st.Initial, messageFrame(&backlog[i]))
-			st.LastID = backlog[i].ID
-		}
-		st.Initial = append(st.Initial,
+		st.Initial = append(frames,
 			encodeJSONFrame(EventUsers, UsersEvent{Room: room, Users: users}),
-			encodeJSONFrame(EventReady, ReadyEvent{Room: room, Resume: resume, Replayed: len(backlog)}))
+			encodeJSONFrame(EventReady, ReadyEvent{Room: room, Resume: resume, Replayed: len(frames)}))
+		st.LastID = lastID
 	}
 	if err != nil {
 		st.Close(ctx)
