@@ -497,23 +497,22 @@ type Reader struct {
 	// tab that dies with its instance.
 	follow bool
 
-	mu        sync.Mutex
-	ids       []int64
-	recvAt    map[int64]time.Time
-	messages  map[int64]wireMessage
-	lastID    string
-	readies   int
-	pings     int
-	connects  int
-	current   string // the instance URL of the open stream
-	problems  []string
-	users     []string
-	typists   []string
-	replies   []string
-	changed   chan struct{} // closed and replaced on every event
-	cancel    context.CancelFunc
-	done      chan struct{}
-	firstWire []string // the first lines of the first connection, for the nginx test
+	mu       sync.Mutex
+	ids      []int64
+	recvAt   map[int64]time.Time
+	messages map[int64]wireMessage
+	lastID   string
+	readies  int
+	pings    int
+	connects int
+	current  string // the instance URL of the open stream
+	problems []string
+	users    []string
+	typists  []string
+	replies  []string
+	changed  chan struct{} // closed and replaced on every event
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // ReaderOptions tune a reader.
@@ -622,11 +621,6 @@ func (r *Reader) parse(br *bufio.Reader) error {
 			return err
 		}
 		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		r.mu.Lock()
-		if r.connects == 1 && len(r.firstWire) < 200 {
-			r.firstWire = append(r.firstWire, line)
-		}
-		r.mu.Unlock()
 		switch {
 		case line == "":
 			if event != "" || data != "" {
