@@ -165,4 +165,3 @@ func (l *outageLog) ok() {
 		l.log.Info("redis reachable again: "+l.what+" are cluster-wide again", "after", d.Round(time.Millisecond))
 	}
 }
-

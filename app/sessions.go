@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"sync"
 	"time"
 
 	"papo/models"
@@ -24,14 +25,69 @@ var ErrNoSession = errors.New("no such session")
 
 // Sessions keeps login sessions in the database, so that every instance
 // sharing it agrees on them, and a deleted one is dead everywhere.
+//
+// Every authenticated request loads its session, so a loaded session is
+// kept in memory for SessionCacheTTL. Ending a session forgets it here at
+// once, and on every other instance when the hub's session_end event
+// arrives there; only if that event is lost (the broker down) may another
+// instance accept the ended session for up to SessionCacheTTL more.
 type Sessions struct {
 	store SessionStore
 	hub   *Hub
+
+	mu    sync.Mutex
+	cache map[string]cachedSession
+}
+
+// SessionCacheTTL is how long a loaded session is trusted without the
+// database.
+const SessionCacheTTL = 10 * time.Second
+
+// sessionCacheMax bounds the cache; past it, it is emptied (the database
+// answers again), which is cheap and needs no eviction order.
+const sessionCacheMax = 100_000
+
+type cachedSession struct {
+	data    []byte
+	userID  int64
+	expires time.Time // the session's own expiry
+	until   time.Time // when this entry must be read again
+	// ended marks a session ended here: until then, a load that raced
+	// with the end (it read the row just before the delete) must not
+	// cache it again.
+	ended bool
 }
 
 // NewSessions builds the service.
 func NewSessions(store SessionStore, hub *Hub) *Sessions {
-	return &Sessions{store: store, hub: hub}
+	s := &Sessions{store: store, hub: hub, cache: map[string]cachedSession{}}
+	if hub != nil {
+		hub.OnSessionEnd(s.forget)
+	}
+	return s
+}
+
+func (s *Sessions) remember(id string, data []byte, userID int64, expires time.Time) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.cache[id]; ok && c.ended && now.Before(c.until) {
+		return
+	}
+	if len(s.cache) >= sessionCacheMax {
+		clear(s.cache)
+	}
+	s.cache[id] = cachedSession{data: data, userID: userID, expires: expires, until: now.Add(SessionCacheTTL)}
+}
+
+// forget drops a session that ended (here, or on another instance).
+func (s *Sessions) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cache) >= sessionCacheMax {
+		clear(s.cache)
+	}
+	s.cache[id] = cachedSession{ended: true, until: time.Now().Add(SessionCacheTTL)}
 }
 
 // NewSessionID returns 256 random bits, hex-encoded.
@@ -42,7 +98,15 @@ func NewSessionID() string {
 }
 
 // Load returns the session's data and user, or ErrNoSession.
+// The data returned must not be modified.
 func (s *Sessions) Load(ctx context.Context, id string) (data []byte, userID int64, err error) {
+	now := time.Now()
+	s.mu.Lock()
+	c, ok := s.cache[id]
+	s.mu.Unlock()
+	if ok && !c.ended && now.Before(c.until) && now.Before(c.expires) {
+		return c.data, c.userID, nil
+	}
 	row, err := s.store.LoadSession(ctx, id)
 	if errors.Is(err, models.ErrNotFound) {
 		return nil, 0, ErrNoSession
@@ -53,6 +117,7 @@ func (s *Sessions) Load(ctx context.Context, id string) (data []byte, userID int
 	if row.UserID != nil {
 		userID = *row.UserID
 	}
+	s.remember(id, row.Data, userID, row.ExpiresAt)
 	return row.Data, userID, nil
 }
 
@@ -63,14 +128,19 @@ func (s *Sessions) Save(ctx context.Context, id string, userID int64, data []byt
 		row.UserID = &userID
 	}
 	if err := s.store.SaveSession(ctx, row); err != nil {
+		s.mu.Lock()
+		delete(s.cache, id)
+		s.mu.Unlock()
 		return unavailable(err)
 	}
+	s.remember(id, data, userID, row.ExpiresAt)
 	return nil
 }
 
 // Delete ends a session: its row goes, and its open streams close on
 // every instance.
 func (s *Sessions) Delete(ctx context.Context, id string, userID int64) error {
+	s.forget(id)
 	if err := s.store.DeleteSession(ctx, id); err != nil {
 		return unavailable(err)
 	}

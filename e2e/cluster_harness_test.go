@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -35,8 +34,10 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
+
+	"papo/models"
+	"papo/models/modelstest"
 )
 
 // missing skips, or fails under PAPO_TEST_STRICT=1.
@@ -58,51 +59,12 @@ func randomName(prefix string) string {
 // ---------------------------------------------------------------------------
 // MariaDB
 
-// mariaDBServer is where the tests create databases: PAPO_TEST_MYSQL, by
-// default root without a password on 127.0.0.1:3306.
-func mariaDBServer() string {
-	if v := os.Getenv("PAPO_TEST_MYSQL"); v != "" {
-		return v
-	}
-	return "mysql://root@127.0.0.1:3306"
-}
-
-// newMariaDB creates a database of its own for the test, drops it when the
-// test ends, and returns its DATABASE_URL.
+// newMariaDB creates a database of its own for the test on the server that
+// PAPO_TEST_MYSQL_URL names, drops it when the test ends, and returns its
+// DATABASE_URL.
 func newMariaDB(t testing.TB) string {
 	t.Helper()
-	server := mariaDBServer()
-	u, err := url.Parse(server)
-	if err != nil {
-		t.Fatalf("PAPO_TEST_MYSQL %q: %v", server, err)
-	}
-	pass, _ := u.User.Password()
-	dsn := fmt.Sprintf("%s:%s@tcp(%s)/?timeout=3s", u.User.Username(), pass, u.Host)
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		missing(t, "no MariaDB answers at %s (start it, or set PAPO_TEST_MYSQL): %v", u.Host, err)
-	}
-	name := randomName("papo_e2e_")
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
-		db.Close()
-		t.Fatalf("creating database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name); err != nil {
-			t.Logf("dropping database %s: %v", name, err)
-		}
-		db.Close()
-	})
-	u.Path = "/" + name
-	return u.String()
+	return modelstest.URL(t, models.MySQL)
 }
 
 // ---------------------------------------------------------------------------
@@ -560,14 +522,14 @@ func (r *Reader) run(ctx context.Context) {
 	next := 0
 	for attempt := 0; attempt < 1000 && ctx.Err() == nil; attempt++ {
 		target := r.urls[next%len(r.urls)]
-		established, err := r.stream(ctx, target)
+		// A stream that fails or ends is retried, as EventSource would.
+		established, _ := r.stream(ctx, target)
 		if ctx.Err() != nil || !r.follow {
 			return
 		}
 		if !established {
 			next++ // that instance does not answer: try the next one
 		}
-		_ = err
 		// The contract's retry is 2 s; a script may come back sooner.
 		select {
 		case <-ctx.Done():
