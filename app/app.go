@@ -65,6 +65,9 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 	if opts.Hub.Heartbeat == 0 {
 		opts.Hub.Heartbeat = cfg.Heartbeat
 	}
+	if opts.Hub.Coalesce == 0 {
+		opts.Hub.Coalesce = DefaultCoalesce // negative: off
+	}
 	origin := newOrigin()
 	broker := opts.Broker
 	if broker == nil {

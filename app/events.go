@@ -79,8 +79,52 @@ func messageEnvelope(m *models.Message) Envelope {
 // goes to: an event is encoded once per instance, however many streams
 // receive it.
 type Frame struct {
-	ID    int64  // the message id, 0 for events outside the sequence
+	ID    int64  // the message id (the last one's, if several), 0 for events outside the sequence
 	Bytes []byte // the whole frame, blank line included
+	// Parts locates each message of a frame that carries several (the
+	// hub coalesces a busy room's messages), in id order; nil for one.
+	Parts []FramePart
+}
+
+// FramePart is one message inside a frame that carries several.
+type FramePart struct {
+	ID  int64
+	Off int // where its event starts in Bytes
+}
+
+// Since returns what a stream whose cursor is last has yet to send of f,
+// and its new cursor: all of an event outside the sequence, nothing of
+// messages at or below the cursor (the backlog sent them).
+func (f *Frame) Since(last int64) ([]byte, int64) {
+	if f.ID == 0 {
+		return f.Bytes, last
+	}
+	if f.ID <= last {
+		return nil, last
+	}
+	for _, p := range f.Parts {
+		if p.ID > last {
+			return f.Bytes[p.Off:], f.ID
+		}
+	}
+	return f.Bytes, f.ID
+}
+
+// joinFrames makes one frame of several message frames, in id order.
+func joinFrames(frames []*Frame) *Frame {
+	if len(frames) == 1 {
+		return frames[0]
+	}
+	n := 0
+	for _, f := range frames {
+		n += len(f.Bytes)
+	}
+	j := &Frame{ID: frames[len(frames)-1].ID, Bytes: make([]byte, 0, n), Parts: make([]FramePart, len(frames))}
+	for i, f := range frames {
+		j.Parts[i] = FramePart{ID: f.ID, Off: len(j.Bytes)}
+		j.Bytes = append(j.Bytes, f.Bytes...)
+	}
+	return j
 }
 
 // EncodeFrame writes an SSE event. data must be one line (JSON from

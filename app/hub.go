@@ -20,11 +20,18 @@ type MessageSource interface {
 
 // HubOptions tune a Hub; zero values take the defaults.
 type HubOptions struct {
-	QueueSize int           // per-subscriber queue; a full queue drops the subscriber (default 256)
+	QueueSize int           // per-subscriber queue; a full queue drops the subscriber (default 128)
 	Heartbeat time.Duration // ": ping" to every stream this often (default 15s)
 	GapWait   time.Duration // how long an out-of-order message waits for the ones before it (default 150ms)
 	Poll      time.Duration // the safety poll of the last committed id (default 1s)
 	Recent    int           // messages kept in memory, in id order, to serve stream backlogs (default 4096; <0: none)
+	// Coalesce, when positive, is the least time between two offers of
+	// a room's messages to its streams: a message that comes sooner after
+	// the last offer waits (at most this long) and goes out together with
+	// the others that came meanwhile, as one frame, so a busy room costs
+	// each stream one write per Coalesce rather than one per message. A
+	// message after a quiet spell goes out at once. 0: off.
+	Coalesce time.Duration
 }
 
 // Hub fans events out to the streams of this instance.
@@ -66,6 +73,12 @@ type Hub struct {
 	// recentRing.
 	recent recentRing
 
+	// Coalescing (see HubOptions.Coalesce), owned by the dispatcher:
+	// the messages held back per room, and when each room's messages were
+	// last offered.
+	held      map[string]*heldBatch
+	lastOffer map[string]time.Time
+
 	// onSessionEnd, when set, hears of every ended session (this
 	// instance's and, through the broker, other instances').
 	onSessionEnd atomic.Pointer[func(session string)]
@@ -86,10 +99,18 @@ type HubStats struct {
 	Subscriptions atomic.Int64 // open subscriptions
 }
 
+// DefaultCoalesce is the Coalesce that App gives its hub: a busy room's
+// messages reach each stream at most ten times a second, in batches; a
+// message after a quiet spell goes out at once.
+const DefaultCoalesce = 100 * time.Millisecond
+
 // NewHub builds a hub; Start runs it.
 func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger, opts HubOptions) *Hub {
 	if opts.QueueSize <= 0 {
-		opts.QueueSize = 256
+		// Each slot costs every idle stream 8 bytes; 128 frames is seconds
+		// of a busy room (its messages come coalesced, see Coalesce), and
+		// a stream dropped for falling behind resumes from its cursor.
+		opts.QueueSize = 128
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
@@ -104,19 +125,21 @@ func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger
 		opts.Recent = 4096
 	}
 	return &Hub{
-		origin:   origin,
-		broker:   broker,
-		source:   source,
-		log:      log,
-		opts:     opts,
-		in:       make(chan Envelope, 4096),
-		rooms:    map[string]map[*Subscriber]struct{}{},
-		users:    map[int64]map[*Subscriber]struct{}{},
-		pending:  map[int64]Envelope{},
-		recent:   recentRing{buf: make([]recentMessage, max(opts.Recent, 0))},
-		started:  make(chan struct{}),
-		stopping: make(chan struct{}),
-		done:     make(chan struct{}),
+		origin:    origin,
+		broker:    broker,
+		source:    source,
+		log:       log,
+		opts:      opts,
+		in:        make(chan Envelope, 4096),
+		rooms:     map[string]map[*Subscriber]struct{}{},
+		users:     map[int64]map[*Subscriber]struct{}{},
+		pending:   map[int64]Envelope{},
+		recent:    recentRing{buf: make([]recentMessage, max(opts.Recent, 0))},
+		held:      map[string]*heldBatch{},
+		lastOffer: map[string]time.Time{},
+		started:   make(chan struct{}),
+		stopping:  make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 }
 
@@ -219,6 +242,17 @@ func (h *Hub) run() {
 	gap := time.NewTimer(time.Hour)
 	gap.Stop()
 	gapArmed := false
+	coalesce := time.NewTimer(time.Hour)
+	coalesce.Stop()
+	var coalesceAt time.Time // when coalesce fires; zero when stopped
+	armCoalesce := func() {
+		due, ok := h.nextHeldDue()
+		if !ok || (!coalesceAt.IsZero() && !due.Before(coalesceAt)) {
+			return
+		}
+		coalesceAt = due
+		coalesce.Reset(time.Until(due))
+	}
 	for {
 		select {
 		case env := <-h.in:
@@ -238,6 +272,11 @@ func (h *Hub) run() {
 				gap.Reset(h.opts.GapWait)
 				gapArmed = true
 			}
+			armCoalesce()
+		case <-coalesce.C:
+			coalesceAt = time.Time{}
+			h.offerHeld(time.Now())
+			armCoalesce()
 		case <-gap.C:
 			gapArmed = false
 			h.fillGap()
@@ -249,6 +288,8 @@ func (h *Hub) run() {
 			if len(h.pending) == 0 {
 				h.pollLast()
 			}
+			h.forgetQuietRooms(time.Now())
+			armCoalesce()
 		case <-heartbeat.C:
 			h.broadcast(pingFrame)
 		case <-h.stopping:
@@ -268,6 +309,9 @@ func (h *Hub) accept(env Envelope) {
 		h.endSession(env.User, env.Session)
 		return
 	default:
+		// Held messages go first: streams see events in the order the
+		// hub took them.
+		h.offerAllHeld()
 		h.dispatch(env, EncodeFrame(0, env.Type, env.Data))
 		return
 	}
@@ -287,9 +331,83 @@ func (h *Hub) dispatchMessage(env Envelope) {
 	// Into the ring before any subscriber is offered it: a stream that
 	// registers after the offer finds it in the ring (see Recent).
 	h.recent.add(env, f)
-	h.dispatch(env, f)
 	h.next = env.ID + 1
 	h.dispatched.Store(env.ID)
+	if h.opts.Coalesce <= 0 {
+		h.dispatch(env, f)
+		return
+	}
+	if env.Private {
+		// Routed by user, to streams in any room: whatever is held for
+		// any room goes first.
+		h.offerAllHeld()
+		h.dispatch(env, f)
+		return
+	}
+	if b := h.held[env.Room]; b != nil {
+		b.frames = append(b.frames, f)
+		return
+	}
+	now := time.Now()
+	if last, ok := h.lastOffer[env.Room]; ok && now.Sub(last) < h.opts.Coalesce {
+		h.held[env.Room] = &heldBatch{env: env, frames: []*Frame{f}, due: last.Add(h.opts.Coalesce)}
+		return
+	}
+	h.lastOffer[env.Room] = now
+	h.dispatch(env, f)
+}
+
+// heldBatch is a room's messages waiting for their offer (Coalesce).
+type heldBatch struct {
+	env    Envelope // the first message's: routes the batch to its room
+	frames []*Frame
+	due    time.Time
+}
+
+func (h *Hub) nextHeldDue() (time.Time, bool) {
+	var due time.Time
+	for _, b := range h.held {
+		if due.IsZero() || b.due.Before(due) {
+			due = b.due
+		}
+	}
+	return due, !due.IsZero()
+}
+
+// offerHeld offers the batches that are due.
+func (h *Hub) offerHeld(now time.Time) {
+	for room, b := range h.held {
+		if !b.due.After(now) {
+			h.offerBatch(room, b, now)
+		}
+	}
+}
+
+// offerAllHeld offers every batch now, due or not (an event that must
+// follow them is about to go out).
+func (h *Hub) offerAllHeld() {
+	if len(h.held) == 0 {
+		return
+	}
+	now := time.Now()
+	for room, b := range h.held {
+		h.offerBatch(room, b, now)
+	}
+}
+
+func (h *Hub) offerBatch(room string, b *heldBatch, now time.Time) {
+	delete(h.held, room)
+	h.lastOffer[room] = now
+	h.dispatch(b.env, joinFrames(b.frames))
+}
+
+// forgetQuietRooms drops the offer times that no longer hold anything back.
+func (h *Hub) forgetQuietRooms(now time.Time) {
+	for room, last := range h.lastOffer {
+		if now.Sub(last) >= h.opts.Coalesce && h.held[room] == nil {
+			delete(h.lastOffer, room)
+		}
+	}
 }
 
 func (h *Hub) drainPending() {

@@ -42,6 +42,8 @@ type MemoryPresence struct {
 
 	mu    sync.Mutex
 	rooms map[string]map[int64]*presenceEntry
+	// sorted caches Online per room; a join or leave there drops it.
+	sorted map[string][]string
 }
 
 type presenceEntry struct {
@@ -70,6 +72,7 @@ func (p *MemoryPresence) Connect(_ context.Context, room string, user UserRef) e
 	if e == nil {
 		e = &presenceEntry{user: user}
 		users[user.ID] = e
+		delete(p.sorted, room)
 		p.notify(PresenceChange{Room: room, User: user, Joined: true})
 	}
 	if e.leave != nil {
@@ -105,6 +108,7 @@ func (p *MemoryPresence) expire(room string, userID int64, gen uint64) {
 		return // reconnected meanwhile
 	}
 	delete(p.rooms[room], userID)
+	delete(p.sorted, room)
 	if len(p.rooms[room]) == 0 {
 		delete(p.rooms, room)
 	}
@@ -113,13 +117,22 @@ func (p *MemoryPresence) expire(room string, userID int64, gen uint64) {
 
 func (p *MemoryPresence) Online(_ context.Context, room string) ([]string, error) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Every stream that opens asks, so the sorted list is kept until the
+	// room's membership changes.
+	if names, ok := p.sorted[room]; ok {
+		return slices.Clone(names), nil
+	}
 	names := make([]string, 0, len(p.rooms[room]))
 	for _, e := range p.rooms[room] {
 		names = append(names, e.user.Name)
 	}
-	p.mu.Unlock()
 	SortUsernames(names)
-	return names, nil
+	if p.sorted == nil {
+		p.sorted = map[string][]string{}
+	}
+	p.sorted[room] = names
+	return slices.Clone(names), nil
 }
 
 func (p *MemoryPresence) Rooms(_ context.Context) ([]RoomCount, error) {
@@ -155,6 +168,7 @@ func (p *MemoryPresence) Close() error {
 		}
 	}
 	p.rooms = map[string]map[int64]*presenceEntry{}
+	p.sorted = nil
 	return nil
 }
 
@@ -162,9 +176,40 @@ func (p *MemoryPresence) Close() error {
 // with the exact bytes breaking ties so the order is stable.
 func SortUsernames(names []string) {
 	slices.SortFunc(names, func(a, b string) int {
-		if c := strings.Compare(strings.ToLower(a), strings.ToLower(b)); c != 0 {
+		if c := compareFold(a, b); c != 0 {
 			return c
 		}
 		return strings.Compare(a, b)
 	})
+}
+
+// compareFold is strings.Compare(strings.ToLower(a), strings.ToLower(b))
+// without building the lower-case strings, for ASCII; other text takes
+// the general way.
+func compareFold(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		ca, cb := a[i], b[i]
+		if ca >= 0x80 || cb >= 0x80 {
+			return strings.Compare(strings.ToLower(a), strings.ToLower(b))
+		}
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			if ca < cb {
+				return -1
+			}
+			return 1
+		}
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -70,20 +71,42 @@ func bumpCounts(tx *gorm.DB, msgs []*Message) error {
 			counts[m.UserID]++
 		}
 	}
+	if len(counts) == 0 {
+		return nil
+	}
 	// A fixed order keeps lock acquisition order stable across writers.
 	ids := make([]int64, 0, len(counts))
 	for id := range counts {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	for _, id := range ids {
-		err := tx.Exec("UPDATE users SET message_count = message_count + ? WHERE id = ?", counts[id], id).Error
-		if err != nil {
+	// One statement for the whole batch, not one per sender: on a
+	// networked database each statement is a round trip while the
+	// sequence row is locked, and a batch from a busy room has dozens of
+	// senders. At most countChunk senders per statement keeps it small.
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), countChunk)]
+		ids = ids[len(chunk):]
+		var sql strings.Builder
+		args := make([]any, 0, 3*len(chunk))
+		sql.WriteString("UPDATE users SET message_count = message_count + CASE id")
+		for _, id := range chunk {
+			sql.WriteString(" WHEN ? THEN ?")
+			args = append(args, id, counts[id])
+		}
+		sql.WriteString(" ELSE 0 END WHERE id IN (?" + strings.Repeat(",?", len(chunk)-1) + ")")
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if err := tx.Exec(sql.String(), args...).Error; err != nil {
 			return fmt.Errorf("counting messages: %w", err)
 		}
 	}
 	return nil
 }
+
+// countChunk bounds the senders counted by one statement.
+const countChunk = 200
 
 // LastMessageID is the highest committed message id (0 when there is none).
 func (s *Store) LastMessageID(ctx context.Context) (int64, error) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	ginsessions "github.com/gin-contrib/sessions"
@@ -42,11 +43,59 @@ func requestLog(log *slog.Logger, observe func(route, method string, status int,
 		if route == "" {
 			route = "unmatched"
 		}
-		d := time.Since(start)
-		observe(route, c.Request.Method, c.Writer.Status(), d)
-		l.Info("request", "method", c.Request.Method, "path", c.Request.URL.Path, "route", route,
-			"status", c.Writer.Status(), "duration", d, "bytes", c.Writer.Size(), "client", c.ClientIP())
+		method, path, status, client := c.Request.Method, c.Request.URL.Path, c.Writer.Status(), c.ClientIP()
+		finish := func(size int) {
+			d := time.Since(start)
+			observe(route, method, status, d)
+			// log, not l: a detached stream keeps finish for its life, and
+			// l is a handler clone; the line is the same.
+			log.Info("request", "request_id", id, "method", method, "path", path, "route", route,
+				"status", status, "duration", d, "bytes", size, "client", client)
+		}
+		// A stream that took over its connection outlives the handler: it
+		// is logged when it ends. The gin context is reused from here on,
+		// so finish holds only copies.
+		if v, ok := c.Get(ctxDetached); ok {
+			v.(*detachedRequest).whenEnded(finish)
+			return
+		}
+		finish(c.Writer.Size())
 	}
+}
+
+// ctxDetached holds a *detachedRequest when the handler handed its
+// connection to a goroutine of its own (see streamHandlers.detach).
+const ctxDetached = "papo.detached"
+
+// detachedRequest tells requestLog when a detached response has ended, and
+// how many bytes it sent.
+type detachedRequest struct {
+	mu    sync.Mutex
+	ended bool
+	size  int
+	then  func(size int)
+}
+
+func (d *detachedRequest) end(size int) {
+	d.mu.Lock()
+	d.ended, d.size = true, size
+	then := d.then
+	d.mu.Unlock()
+	if then != nil {
+		then(size)
+	}
+}
+
+func (d *detachedRequest) whenEnded(f func(size int)) {
+	d.mu.Lock()
+	if !d.ended {
+		d.then = f
+		d.mu.Unlock()
+		return
+	}
+	size := d.size
+	d.mu.Unlock()
+	f(size)
 }
 
 func logFrom(c *gin.Context) *slog.Logger {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/gob"
 	"errors"
+	"maps"
 	"net/http"
+	"sync"
 	"time"
 
 	ginsessions "github.com/gin-contrib/sessions"
@@ -31,7 +33,26 @@ type dbSessionStore struct {
 	codecs   []securecookie.Codec
 	options  gsessions.Options
 	isTLS    func(*http.Request) bool
+
+	// Decoding is most of what loading a cached session costs (the cookie's
+	// HMAC and gob, the values' gob), so both results are kept: cookie
+	// value -> session id (the signature never stops being valid; the
+	// session's expiry is the database's, checked by app.Sessions), and
+	// session id -> values decoded from which data. app.Sessions hands out
+	// the same data slice while it caches a session, so a changed session
+	// is decoded afresh.
+	mu      sync.Mutex
+	ids     map[string]string
+	decoded map[string]decodedSession
 }
+
+type decodedSession struct {
+	data   *byte // identity of the data slice the values came from
+	values map[any]any
+}
+
+// decodeCacheMax bounds each decode cache; past it, it is emptied.
+const decodeCacheMax = 100_000
 
 var _ ginsessions.Store = (*dbSessionStore)(nil)
 
@@ -44,8 +65,57 @@ func newDBSessionStore(sessions *app.Sessions, secret []byte, isTLS func(*http.R
 		options: gsessions.Options{
 			Path: "/", MaxAge: sessionMaxAge, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		},
-		isTLS: isTLS,
+		isTLS:   isTLS,
+		ids:     map[string]string{},
+		decoded: map[string]decodedSession{},
 	}
+}
+
+// cookieID decodes a cookie value to its session id, remembering the answer.
+func (s *dbSessionStore) cookieID(name, value string) (string, bool) {
+	s.mu.Lock()
+	id, ok := s.ids[value]
+	s.mu.Unlock()
+	if ok {
+		return id, true
+	}
+	if err := securecookie.DecodeMulti(name, value, &id, s.codecs...); err != nil {
+		return "", false
+	}
+	s.mu.Lock()
+	if len(s.ids) >= decodeCacheMax {
+		clear(s.ids)
+	}
+	s.ids[value] = id
+	s.mu.Unlock()
+	return id, true
+}
+
+// values decodes a session's data into a map the caller owns.
+func (s *dbSessionStore) values(id string, data []byte) (map[any]any, error) {
+	var key *byte
+	if len(data) > 0 {
+		key = &data[0]
+	}
+	s.mu.Lock()
+	d, ok := s.decoded[id]
+	s.mu.Unlock()
+	if ok && key != nil && d.data == key {
+		return maps.Clone(d.values), nil
+	}
+	values := map[any]any{}
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&values); err != nil {
+		return nil, err
+	}
+	if key != nil {
+		s.mu.Lock()
+		if len(s.decoded) >= decodeCacheMax {
+			clear(s.decoded)
+		}
+		s.decoded[id] = decodedSession{data: key, values: maps.Clone(values)}
+		s.mu.Unlock()
+	}
+	return values, nil
 }
 
 func (s *dbSessionStore) Options(o ginsessions.Options) { s.options = *o.ToGorillaOptions() }
@@ -66,8 +136,8 @@ func (s *dbSessionStore) New(r *http.Request, name string) (*gsessions.Session, 
 	if err != nil {
 		return sess, nil
 	}
-	var id string
-	if err := securecookie.DecodeMulti(name, cookie.Value, &id, s.codecs...); err != nil {
+	id, ok := s.cookieID(name, cookie.Value)
+	if !ok {
 		return sess, nil // forged, or signed with another secret: a fresh session
 	}
 	data, _, err := s.sessions.Load(r.Context(), id)
@@ -77,9 +147,11 @@ func (s *dbSessionStore) New(r *http.Request, name string) (*gsessions.Session, 
 	if err != nil {
 		return sess, err
 	}
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&sess.Values); err != nil {
+	values, err := s.values(id, data)
+	if err != nil {
 		return sess, nil // unreadable data: start afresh
 	}
+	sess.Values = values
 	sess.ID = id
 	sess.IsNew = false
 	return sess, nil

@@ -35,7 +35,12 @@ func (h *streamHandlers) events(c *gin.Context) {
 		abortWith(c, err)
 		return
 	}
-	defer release()
+	detached := false
+	defer func() {
+		if !detached {
+			release()
+		}
+	}()
 	cursor := c.GetHeader("Last-Event-ID")
 	if cursor == "" {
 		cursor = c.Query("last_event_id")
@@ -52,20 +57,28 @@ func (h *streamHandlers) events(c *gin.Context) {
 		abortWith(c, err)
 		return
 	}
-	// Presence must see the close even when the request context is gone.
-	defer st.Close(context.WithoutCancel(ctx))
 
 	w := c.Writer
-	rc := http.NewResponseController(w)
-	// Streams outlive any server WriteTimeout; the deadline is cleared for
-	// this response alone.
-	_ = rc.SetWriteDeadline(time.Time{})
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache, no-transform")
 	hdr.Set("X-Accel-Buffering", "no")
-	hdr.Set("Connection", "keep-alive")
 	hdr.Del("Content-Length")
+
+	// Over HTTP/1 the stream takes its connection over and this goroutine
+	// (with the stack that opening the stream grew) ends; see detach.
+	if h.detach(c, st, release) {
+		detached = true
+		return
+	}
+
+	// Presence must see the close even when the request context is gone.
+	defer st.Close(context.WithoutCancel(ctx))
+	rc := http.NewResponseController(w)
+	// Streams outlive any server WriteTimeout; the deadline is cleared for
+	// this response alone.
+	_ = rc.SetWriteDeadline(time.Time{})
+	hdr.Set("Connection", "keep-alive")
 	w.WriteHeader(http.StatusOK)
 
 	out := newSSEWriter(w, rc)
@@ -73,6 +86,7 @@ func (h *streamHandlers) events(c *gin.Context) {
 	for _, f := range st.Initial {
 		out.write(f.Bytes)
 	}
+	st.Initial = nil // sent: an idle stream should not keep it
 	if err := out.flush(); err != nil {
 		return
 	}
@@ -89,13 +103,11 @@ func (h *streamHandlers) pump(ctx context.Context, st *app.Stream, out *sseWrite
 	frames := sub.Frames()
 	stopping := h.app.Hub.Stopping()
 	send := func(f *app.Frame) {
-		if f.ID > 0 {
-			if f.ID <= last {
-				return
-			}
-			last = f.ID
+		var b []byte
+		b, last = f.Since(last)
+		if len(b) > 0 {
+			out.write(b)
 		}
-		out.write(f.Bytes)
 	}
 	for {
 		select {

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,6 +59,7 @@ type config struct {
 	timeout     time.Duration
 	pprof       string
 	cpuprofile  string
+	selfProfile string
 }
 
 func usage() {
@@ -108,6 +110,7 @@ func main() {
 	flag.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "the whole run ends after this, whatever it is doing")
 	flag.StringVar(&cfg.pprof, "pprof", "", "server pprof address (PAPO_PPROF_ADDR); profiles the server during the measured phase into DIR given by -profile-dir")
 	flag.StringVar(&cfg.cpuprofile, "profile-dir", "", "with -pprof: directory for the server's cpu.pprof and heap.pprof taken during the measured phase")
+	flag.StringVar(&cfg.selfProfile, "self-profile", "", "write the load tool's own CPU profile to this file")
 	flag.Usage = usage
 	flag.Parse()
 	if flag.NArg() != 1 {
@@ -124,6 +127,18 @@ func main() {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if cfg.selfProfile != "" {
+		f, err := os.Create(cfg.selfProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "papoload:", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "papoload:", err)
+			os.Exit(2)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	var err error
 	switch scenario {
 	case "users":
@@ -141,6 +156,7 @@ func main() {
 		os.Exit(2)
 	}
 	if err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "papoload:", err)
 		os.Exit(1)
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -103,6 +104,12 @@ func (set *streamSet) closeAll() {
 	set.connMu.Lock()
 	for _, st := range set.streams {
 		if c := st.conn; c != nil {
+			// Reset rather than close: the load tool's sockets would
+			// otherwise sit in TIME_WAIT, and tens of thousands of those
+			// make the next run's connect() slow to find a port.
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
 			_ = c.Close()
 		}
 	}
@@ -134,7 +141,7 @@ func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, room, cur
 	}
 	defer release(false)
 	st.startAt = now()
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}, Control: bindNoPort}
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		st.err = err
@@ -224,6 +231,20 @@ func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, room, cur
 			}
 		}
 	}
+}
+
+// ipBindAddressNoPort is IP_BIND_ADDRESS_NO_PORT (Linux 4.2+): binding
+// to a source address then leaves the port to connect(), which may reuse
+// ports in TIME_WAIT from earlier runs and needs only the whole 4-tuple to
+// be unique. Without it, bind() searches the ephemeral range for a port
+// free on every destination, which grows slow with tens of thousands of
+// sockets in TIME_WAIT.
+const ipBindAddressNoPort = 24
+
+func bindNoPort(_, _ string, c syscall.RawConn) error {
+	return c.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+	})
 }
 
 func parseID(b []byte) int64 {
