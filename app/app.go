@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"papo/models"
@@ -53,6 +54,7 @@ type App struct {
 	announcer *Announcer
 	typing    *Typing
 	cancel    context.CancelFunc
+	closeOnce sync.Once
 	// limitsRedis is the connection of the cluster-wide limits, if any.
 	limitsRedis interface{ Close() error }
 }
@@ -172,7 +174,9 @@ func (a *App) StopStreams() { a.Hub.Stop() }
 
 // Close finishes the stores in flight and releases everything. Call it
 // after the HTTP server has stopped, so nothing submits any more.
-func (a *App) Close() {
+func (a *App) Close() { a.closeOnce.Do(a.close) }
+
+func (a *App) close() {
 	if a.cancel != nil {
 		a.cancel()
 	}

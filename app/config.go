@@ -27,6 +27,7 @@ type Config struct {
 	Heartbeat     time.Duration
 	TLSCert       string
 	TLSKey        string
+	PprofAddr     string // where to serve net/http/pprof; empty: nowhere
 	Limits        Limits
 }
 
@@ -70,6 +71,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		Heartbeat:     r.positiveDuration("PAPO_HEARTBEAT", 15*time.Second),
 		TLSCert:       r.str("PAPO_TLS_CERT", ""),
 		TLSKey:        r.str("PAPO_TLS_KEY", ""),
+		PprofAddr:     r.str("PAPO_PPROF_ADDR", ""),
 		Limits: Limits{
 			Enabled:            r.onOff("PAPO_LIMITS", true),
 			MessageRate:        r.float("PAPO_MESSAGE_RATE", 5),

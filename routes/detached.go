@@ -55,7 +55,9 @@ func (h *streamHandlers) detach(c *gin.Context, st *app.Stream, release func()) 
 		release: release,
 		done:    done,
 		hub:     h.app.Hub,
+		owner:   h,
 	}
+	h.detached.Add(1)
 	go ds.run(head)
 	return true
 }
@@ -92,12 +94,21 @@ type detachedStream struct {
 	chunked bool
 	release func()
 	done    *detachedRequest
+	owner   *streamHandlers
 	sent    int
 }
 
-// bufs are the write buffers of all detached streams: a stream holds one
-// only while it writes.
-var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+// newWriteBuffers is the pool of write buffers of all detached streams: a
+// stream holds one only while it writes.
+func newWriteBuffers() *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+}
+
+// streamWriteTimeout bounds one write to a client. A client that takes
+// longer is too slow to keep: its write fails, and it reconnects and
+// resumes from its cursor. Without it a stuck client would hold its
+// goroutine until TCP gave up.
+const streamWriteTimeout = 15 * time.Second
 
 const maxPooledBuf = 64 << 10
 
@@ -105,7 +116,9 @@ func (s *detachedStream) run(head []byte) {
 	sub := s.st.Sub
 	// A hangup ends the subscription, so the pump waits on two channels
 	// only (a select over more costs on every frame).
-	unwatch := watchHangup(s.conn, func() { s.hub.Unsubscribe(sub) })
+	bufs := s.owner.bufs
+	unwatch := s.owner.hangups.watch(s.conn, func() { s.hub.Unsubscribe(sub) })
+	defer s.owner.detached.Done()
 	defer func() {
 		unwatch()
 		_ = s.conn.Close()
@@ -204,11 +217,12 @@ func appendFrame(b []byte, f *app.Frame, last *int64) []byte {
 }
 
 func (s *detachedStream) write(b []byte, bp *[]byte) bool {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	_, err := s.conn.Write(b)
 	s.sent += len(b)
 	if cap(b) <= maxPooledBuf {
 		*bp = b[:0]
-		bufs.Put(bp)
+		s.owner.bufs.Put(bp)
 	}
 	return err == nil
 }

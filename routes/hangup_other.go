@@ -2,6 +2,17 @@
 
 package routes
 
-import "net"
+import (
+	"log/slog"
+	"net"
+)
 
-func watchHangup(conn net.Conn, gone func()) func() { return readHangup(conn, gone) }
+// hangupWatcher, where there is no epoll, reads each connection in a
+// goroutine of its own.
+type hangupWatcher struct{}
+
+func newHangupWatcher(*slog.Logger) *hangupWatcher { return &hangupWatcher{} }
+
+func (*hangupWatcher) watch(conn net.Conn, gone func()) func() { return readHangup(conn, gone) }
+
+func (*hangupWatcher) Close() {}

@@ -24,6 +24,7 @@ type testServer struct {
 	App   *app.App
 	Store *models.Store
 	srv   *httptest.Server
+	h     *Handler
 }
 
 type serverOption func(*app.Config, *app.Options)
@@ -72,7 +73,7 @@ func newTestServer(t testing.TB, store *models.Store, opts ...serverOption) *tes
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
-	ts := &testServer{URL: srv.URL, App: a, Store: store, srv: srv}
+	ts := &testServer{URL: srv.URL, App: a, Store: store, srv: srv, h: h}
 	t.Cleanup(ts.Close)
 	return ts
 }
@@ -81,6 +82,11 @@ func newTestServer(t testing.TB, store *models.Store, opts ...serverOption) *tes
 func (s *testServer) Close() {
 	s.App.StopStreams()
 	s.srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.h.Drain(ctx); err != nil {
+		panic("streams did not end: " + err.Error())
+	}
 	s.App.Close()
 }
 

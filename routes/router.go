@@ -16,7 +16,7 @@ import (
 )
 
 // New builds papo's HTTP handler. assets holds templates/ and static/.
-func New(ctx context.Context, a *app.App, assets fs.FS) (http.Handler, error) {
+func New(ctx context.Context, a *app.App, assets fs.FS) (*Handler, error) {
 	secret, err := a.Sessions.Secret(ctx, a.Config.SessionSecret)
 	if err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func New(ctx context.Context, a *app.App, assets fs.FS) (http.Handler, error) {
 
 	acc := &accountHandlers{app: a, store: store, pages: pg, trusted: clients}
 	rooms := &roomHandlers{app: a}
-	streams := &streamHandlers{app: a, clients: clients}
+	streams := newStreamHandlers(a, clients)
 	post := r.Group("/", crossOrigin())
 	post.POST("/register", acc.register)
 	post.POST("/login", acc.login)
@@ -78,8 +78,20 @@ func New(ctx context.Context, a *app.App, assets fs.FS) (http.Handler, error) {
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	})
 	r.GET("/metrics", m.handler())
-	return r, nil
+	return &Handler{Handler: r, streams: streams}, nil
 }
+
+// Handler is papo's HTTP handler. Streams over HTTP/1 take their
+// connections over, so http.Server.Shutdown does not wait for them:
+// Drain does.
+type Handler struct {
+	http.Handler
+	streams *streamHandlers
+}
+
+// Drain waits until every stream has ended; call it after
+// app.App.StopStreams, before app.App.Close.
+func (h *Handler) Drain(ctx context.Context) error { return h.streams.drain(ctx) }
 
 type commandInfo struct {
 	Name    string   `json:"name"`

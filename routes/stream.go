@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	ginsessions "github.com/gin-contrib/sessions"
@@ -15,6 +16,29 @@ import (
 type streamHandlers struct {
 	app     *app.App
 	clients func(*http.Request) string
+
+	// For streams that take their connection over (see detach).
+	hangups  *hangupWatcher
+	bufs     *sync.Pool
+	detached sync.WaitGroup
+}
+
+func newStreamHandlers(a *app.App, clients func(*http.Request) string) *streamHandlers {
+	return &streamHandlers{app: a, clients: clients, hangups: newHangupWatcher(a.Log), bufs: newWriteBuffers()}
+}
+
+// drain waits until every detached stream has ended (the hub's Stop ends
+// them), then stops the hang-up watcher.
+func (h *streamHandlers) drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { h.detached.Wait(); close(done) }()
+	select {
+	case <-done:
+		h.hangups.Close()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // retryLine tells EventSource to reconnect after 2 s.
@@ -112,6 +136,9 @@ func (h *streamHandlers) pump(ctx context.Context, st *app.Stream, out *sseWrite
 	for {
 		select {
 		case f := <-frames:
+			// A client that cannot take a batch within the timeout is too
+			// slow to keep (see streamWriteTimeout).
+			_ = out.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			send(f)
 		drain:
 			for {
