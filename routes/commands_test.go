@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"papo/app"
 	"papo/e2e/client"
@@ -276,8 +274,6 @@ func TestParseCommand(t *testing.T) {
 	}
 }
 
-var _ = time.Second
-var _ = context.Background
 
 // TestPageSuggestsEveryCommand keeps the page's suggestions in step with
 // the command table that /help and /commands come from.

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	ginsessions "github.com/gin-contrib/sessions"
 	"github.com/gin-gonic/gin"
 	gsessions "github.com/gorilla/sessions"
 
@@ -232,4 +231,3 @@ func isTLS(trusted []*net.IPNet) func(*http.Request) bool {
 	}
 }
 
-var _ = ginsessions.Default
