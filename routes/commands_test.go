@@ -274,7 +274,6 @@ func TestParseCommand(t *testing.T) {
 	}
 }
 
-
 // TestPageSuggestsEveryCommand keeps the page's suggestions in step with
 // the command table that /help and /commands come from.
 func TestPageSuggestsEveryCommand(t *testing.T) {

@@ -230,4 +230,3 @@ func isTLS(trusted []*net.IPNet) func(*http.Request) bool {
 		return isTrusted(host, trusted) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 	}
 }
-
