@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -82,6 +83,9 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 	a.Hub = NewHub(origin, broker, store, log, opts.Hub)
 	if err := a.Hub.Start(ctx); err != nil {
 		_ = broker.Close()
+		if errors.Is(err, ErrBrokerUnavailable) && cfg.RedisURL != "" {
+			return nil, &ConfigError{"REDIS_URL", err}
+		}
 		return nil, fmt.Errorf("starting the hub: %w", err)
 	}
 	a.writer = NewWriter(store, a.Hub, log)

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -149,7 +151,7 @@ func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger
 // broker, and one committed before it is already history.
 func (h *Hub) Start(ctx context.Context) error {
 	if err := h.broker.Subscribe(ctx, h.receive); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrBrokerUnavailable, err)
 	}
 	last, err := h.source.LastMessageID(ctx)
 	if err != nil {
@@ -495,6 +497,10 @@ func (h *Hub) Subscribe(room string, user UserRef, session string) (*Subscriber,
 	h.stats.Subscriptions.Add(1)
 	return s, nil
 }
+
+// ErrBrokerUnavailable is why a hub could not start: its broker did not
+// take the subscription.
+var ErrBrokerUnavailable = errors.New("the broker is unavailable")
 
 // ErrShuttingDown refuses new streams during shutdown.
 var ErrShuttingDown = &Error{Kind: KindUnavailable, Code: "shutting_down", Message: "The server is shutting down; reconnect shortly."}
