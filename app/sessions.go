@@ -48,7 +48,7 @@ const SessionCacheTTL = 10 * time.Second
 const sessionCacheMax = 100_000
 
 type cachedSession struct {
-	data    []byte
+	values  any // what the caller's decode made of the stored data
 	userID  int64
 	expires time.Time // the session's own expiry
 	until   time.Time // when this entry must be read again
@@ -67,7 +67,7 @@ func NewSessions(store SessionStore, hub *Hub) *Sessions {
 	return s
 }
 
-func (s *Sessions) remember(id string, data []byte, userID int64, expires time.Time) {
+func (s *Sessions) remember(id string, values any, userID int64, expires time.Time) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -77,7 +77,7 @@ func (s *Sessions) remember(id string, data []byte, userID int64, expires time.T
 	if len(s.cache) >= sessionCacheMax {
 		clear(s.cache)
 	}
-	s.cache[id] = cachedSession{data: data, userID: userID, expires: expires, until: now.Add(SessionCacheTTL)}
+	s.cache[id] = cachedSession{values: values, userID: userID, expires: expires, until: now.Add(SessionCacheTTL)}
 }
 
 // forget drops a session that ended (here, or on another instance).
@@ -97,15 +97,17 @@ func NewSessionID() string {
 	return hex.EncodeToString(b)
 }
 
-// Load returns the session's data and user, or ErrNoSession.
-// The data returned must not be modified.
-func (s *Sessions) Load(ctx context.Context, id string) (data []byte, userID int64, err error) {
+// Load returns the session's values, as decode makes them of its stored
+// data, and its user; or ErrNoSession when it does not exist or decode
+// cannot read it. decode runs only when the session is read from the
+// database: the cache keeps its result, so callers must not modify it.
+func (s *Sessions) Load(ctx context.Context, id string, decode func([]byte) (any, error)) (values any, userID int64, err error) {
 	now := time.Now()
 	s.mu.Lock()
 	c, ok := s.cache[id]
 	s.mu.Unlock()
 	if ok && !c.ended && now.Before(c.until) && now.Before(c.expires) {
-		return c.data, c.userID, nil
+		return c.values, c.userID, nil
 	}
 	row, err := s.store.LoadSession(ctx, id)
 	if errors.Is(err, models.ErrNotFound) {
@@ -114,11 +116,14 @@ func (s *Sessions) Load(ctx context.Context, id string) (data []byte, userID int
 	if err != nil {
 		return nil, 0, unavailable(err)
 	}
+	if values, err = decode(row.Data); err != nil {
+		return nil, 0, ErrNoSession
+	}
 	if row.UserID != nil {
 		userID = *row.UserID
 	}
-	s.remember(id, row.Data, userID, row.ExpiresAt)
-	return row.Data, userID, nil
+	s.remember(id, values, userID, row.ExpiresAt)
+	return values, userID, nil
 }
 
 // Save stores the session's data until expires.
@@ -127,13 +132,17 @@ func (s *Sessions) Save(ctx context.Context, id string, userID int64, data []byt
 	if userID != 0 {
 		row.UserID = &userID
 	}
-	if err := s.store.SaveSession(ctx, row); err != nil {
-		s.mu.Lock()
+	err := s.store.SaveSession(ctx, row)
+	// The next Load reads (and decodes) what was saved; an ended session
+	// keeps its mark.
+	s.mu.Lock()
+	if c, ok := s.cache[id]; ok && !c.ended {
 		delete(s.cache, id)
-		s.mu.Unlock()
+	}
+	s.mu.Unlock()
+	if err != nil {
 		return unavailable(err)
 	}
-	s.remember(id, data, userID, row.ExpiresAt)
 	return nil
 }
 

@@ -316,20 +316,13 @@ func TestKillLosesNoAnsweredMessage(t *testing.T) {
 			if _, err := reader.Login(ctx, "poster0", "correct horse"); err != nil {
 				t.Fatal(err)
 			}
+			history, err := reader.AllHistory(ctx, "general")
+			if err != nil {
+				t.Fatal(err)
+			}
 			stored := map[int64]string{}
-			var before int64
-			for {
-				page, err := reader.History(ctx, "general", before, 200)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(page) == 0 {
-					break
-				}
-				for _, m := range page {
-					stored[m.ID] = m.Message
-				}
-				before = page[0].ID
+			for _, m := range history {
+				stored[m.ID] = m.Message
 			}
 			if len(answered) < 50 {
 				t.Fatalf("only %d posts answered before the kill", len(answered))
@@ -434,21 +427,15 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resumed.Close()
-	for {
-		ev, err := resumed.Next()
-		if err != nil {
-			t.Fatal(err)
+	replayed, err := resumed.Backlog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range replayed {
+		if received[m.ID] {
+			t.Fatalf("message %d repeated after resume", m.ID)
 		}
-		if ev.Type == "ready" {
-			break
-		}
-		if ev.Type == "message" {
-			m, _ := client.DecodeMessage(ev)
-			if received[m.ID] {
-				t.Fatalf("message %d repeated after resume", m.ID)
-			}
-			received[m.ID] = true
-		}
+		received[m.ID] = true
 	}
 	if len(answered) == 0 {
 		t.Fatal("nothing was posted before the stop")

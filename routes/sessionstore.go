@@ -34,25 +34,17 @@ type dbSessionStore struct {
 	options  gsessions.Options
 	isTLS    func(*http.Request) bool
 
-	// Decoding is most of what loading a cached session costs (the cookie's
-	// HMAC and gob, the values' gob), so both results are kept: cookie
-	// value -> session id (the signature never stops being valid; the
-	// session's expiry is the database's, checked by app.Sessions), and
-	// session id -> values decoded from which data. app.Sessions hands out
-	// the same data slice while it caches a session, so a changed session
-	// is decoded afresh.
-	mu      sync.Mutex
-	ids     map[string]string
-	decoded map[string]decodedSession
+	// The cookie's HMAC check is most of what loading a cached session
+	// costs, so its answer is kept: cookie value -> session id (the
+	// signature never stops being valid; the session's expiry is the
+	// database's, checked by app.Sessions, which also keeps the decoded
+	// values).
+	mu  sync.Mutex
+	ids map[string]string
 }
 
-type decodedSession struct {
-	data   *byte // identity of the data slice the values came from
-	values map[any]any
-}
-
-// decodeCacheMax bounds each decode cache; past it, it is emptied.
-const decodeCacheMax = 100_000
+// cookieCacheMax bounds the cookie cache; past it, it is emptied.
+const cookieCacheMax = 100_000
 
 var _ ginsessions.Store = (*dbSessionStore)(nil)
 
@@ -65,9 +57,8 @@ func newDBSessionStore(sessions *app.Sessions, secret []byte, isTLS func(*http.R
 		options: gsessions.Options{
 			Path: "/", MaxAge: sessionMaxAge, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		},
-		isTLS:   isTLS,
-		ids:     map[string]string{},
-		decoded: map[string]decodedSession{},
+		isTLS: isTLS,
+		ids:   map[string]string{},
 	}
 }
 
@@ -83,7 +74,7 @@ func (s *dbSessionStore) cookieID(name, value string) (string, bool) {
 		return "", false
 	}
 	s.mu.Lock()
-	if len(s.ids) >= decodeCacheMax {
+	if len(s.ids) >= cookieCacheMax {
 		clear(s.ids)
 	}
 	s.ids[value] = id
@@ -91,29 +82,11 @@ func (s *dbSessionStore) cookieID(name, value string) (string, bool) {
 	return id, true
 }
 
-// values decodes a session's data into a map the caller owns.
-func (s *dbSessionStore) values(id string, data []byte) (map[any]any, error) {
-	var key *byte
-	if len(data) > 0 {
-		key = &data[0]
-	}
-	s.mu.Lock()
-	d, ok := s.decoded[id]
-	s.mu.Unlock()
-	if ok && key != nil && d.data == key {
-		return maps.Clone(d.values), nil
-	}
+// decodeValues reads a session's stored data, gob-encoded values.
+func decodeValues(data []byte) (any, error) {
 	values := map[any]any{}
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&values); err != nil {
 		return nil, err
-	}
-	if key != nil {
-		s.mu.Lock()
-		if len(s.decoded) >= decodeCacheMax {
-			clear(s.decoded)
-		}
-		s.decoded[id] = decodedSession{data: key, values: maps.Clone(values)}
-		s.mu.Unlock()
 	}
 	return values, nil
 }
@@ -140,18 +113,15 @@ func (s *dbSessionStore) New(r *http.Request, name string) (*gsessions.Session, 
 	if !ok {
 		return sess, nil // forged, or signed with another secret: a fresh session
 	}
-	data, _, err := s.sessions.Load(r.Context(), id)
+	values, _, err := s.sessions.Load(r.Context(), id, decodeValues)
 	if errors.Is(err, app.ErrNoSession) {
-		return sess, nil
+		return sess, nil // gone, or unreadable: a fresh session
 	}
 	if err != nil {
 		return sess, err
 	}
-	values, err := s.values(id, data)
-	if err != nil {
-		return sess, nil // unreadable data: start afresh
-	}
-	sess.Values = values
+	// A copy: the request may change its session, the cached values not.
+	sess.Values = maps.Clone(values.(map[any]any))
 	sess.ID = id
 	sess.IsNew = false
 	return sess, nil

@@ -102,7 +102,6 @@ func (h *streamHandlers) events(c *gin.Context) {
 	// Streams outlive any server WriteTimeout; the deadline is cleared for
 	// this response alone.
 	_ = rc.SetWriteDeadline(time.Time{})
-	hdr.Set("Connection", "keep-alive")
 	w.WriteHeader(http.StatusOK)
 
 	out := newSSEWriter(w, rc)

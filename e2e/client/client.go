@@ -233,3 +233,40 @@ func DecodeMessage(ev Event) (Message, error) {
 	err := json.Unmarshal([]byte(ev.Data), &m)
 	return m, err
 }
+
+// Backlog reads the stream up to its ready event and returns the messages
+// before it: the backlog, or what a resume replayed.
+func (s *Stream) Backlog() ([]Message, error) {
+	var msgs []Message
+	for {
+		ev, err := s.Next()
+		if err != nil {
+			return msgs, err
+		}
+		switch ev.Type {
+		case "ready":
+			return msgs, nil
+		case "message":
+			m, err := DecodeMessage(ev)
+			if err != nil {
+				return msgs, err
+			}
+			msgs = append(msgs, m)
+		}
+	}
+}
+
+// AllHistory pages back through everything the user may see in room and
+// returns it oldest first.
+func (c *Client) AllHistory(ctx context.Context, room string) ([]Message, error) {
+	var all []Message
+	var before int64
+	for {
+		page, err := c.History(ctx, room, before, 200)
+		if err != nil || len(page) == 0 {
+			return all, err
+		}
+		all = append(page, all...)
+		before = page[0].ID
+	}
+}
