@@ -662,6 +662,33 @@ type Subscriber struct {
 	done   chan struct{}
 	once   sync.Once
 	reason atomic.Int32
+	ready  atomic.Pointer[func()]
+}
+
+// OnReady sets f to be called each time a frame is queued to s and once
+// when s ends, and calls it once now for what was queued before. It lets
+// one writer serve many streams, learning which have work, instead of a
+// goroutine waiting on each queue. f runs on the hub's goroutine: it must
+// not block.
+func (s *Subscriber) OnReady(f func()) {
+	s.ready.Store(&f)
+	f()
+}
+
+func (s *Subscriber) notify() {
+	if f := s.ready.Load(); f != nil {
+		(*f)()
+	}
+}
+
+// Ended reports whether the hub has ended the subscription.
+func (s *Subscriber) Ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Frames is the subscriber's queue.
@@ -681,6 +708,7 @@ func (s *Subscriber) offer(f *Frame) bool {
 	}
 	select {
 	case s.queue <- f:
+		s.notify()
 		return true
 	default:
 		return false
@@ -691,5 +719,6 @@ func (s *Subscriber) close(r CloseReason) {
 	s.once.Do(func() {
 		s.reason.Store(int32(r))
 		close(s.done)
+		s.notify()
 	})
 }

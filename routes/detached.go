@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -13,7 +15,7 @@ import (
 )
 
 // A stream over HTTP/1 takes its connection over (Hijack) once it is open,
-// and from then on costs one small goroutine and no buffer while idle:
+// and from then on costs no goroutine and no buffer while idle:
 //
 //   - net/http keeps, per connection, a goroutine whose stack has grown to
 //     what opening the stream needed (middleware, session, presence,
@@ -21,18 +23,30 @@ import (
 //     client leaving, and 10 KiB of buffers. At 10,000 idle streams that was
 //     most of the server's memory, and its garbage collector scanned 20,000
 //     stacks each cycle.
-//   - Here, one goroutine per stream waits for frames and writes each batch
-//     in one write from a pooled buffer; the client hanging up is noticed by
-//     one watcher for all streams (epoll on Linux; elsewhere a small reader
-//     goroutine per stream).
+//   - Here the hub tells a stream when frames are queued (OnReady), and one
+//     of a few writers (streamWriters, one per CPU) takes what is queued and
+//     writes it in one non-blocking write from a pooled buffer. Waking one
+//     goroutine per stream per message, and setting a write deadline for
+//     each write, had been a quarter of the server's CPU in a fan-out.
+//   - A write that would block (the client's socket buffer is full) is
+//     finished by a goroutine of the stream's own, with a deadline, which
+//     then keeps writing until the queue is empty; meanwhile the hub keeps
+//     queueing, and drops the stream if its queue fills.
+//   - The client hanging up is noticed by one watcher for all streams
+//     (epoll on Linux; elsewhere a small reader goroutine per stream).
+//
+// Exactly one party writes to a stream at a time: the holder of busy. A
+// holder looks at the queue again after letting go, so a frame queued
+// while a writer skipped the stream (busy) is never left behind.
 //
 // HTTP/2 connections cannot be taken over; they keep the net/http path.
 // The response is the same on the wire: chunked over HTTP/1.1, and the
 // connection closes when the stream ends.
 
-// detach takes the connection over and starts the stream's pump. It
-// reports false when the connection cannot be taken (HTTP/2, or a writer
-// that does not allow it): the caller then serves the stream itself.
+// detach takes the connection over, writes the head and the stream's
+// opening frames, and hands the stream to the writers. It reports false
+// when the connection cannot be taken (HTTP/2, or a writer that does not
+// allow it): the caller then serves the stream itself.
 func (h *streamHandlers) detach(c *gin.Context, st *app.Stream, release func()) bool {
 	r := c.Request
 	if r.ProtoMajor != 1 {
@@ -48,17 +62,33 @@ func (h *streamHandlers) detach(c *gin.Context, st *app.Stream, release func()) 
 	_ = brw
 	done := &detachedRequest{}
 	c.Set(ctxDetached, done)
-	ds := &detachedStream{
+	s := &detachedStream{
 		conn:    conn,
+		raw:     rawConnOf(conn),
 		st:      st,
+		sub:     st.Sub,
 		chunked: r.ProtoAtLeast(1, 1),
 		release: release,
 		done:    done,
-		hub:     h.app.Hub,
 		owner:   h,
+		last:    st.LastID,
 	}
 	h.detached.Add(1)
-	go ds.run(head)
+	s.unwatch = h.hangups.watch(conn, func() { h.app.Hub.Unsubscribe(s.sub) })
+	s.busy.Store(true)
+	if !s.writeOpening(head) {
+		s.end(false)
+		return true
+	}
+	if s.raw != nil {
+		limitSendBuffer(s.raw)
+		s.shard = h.writers.pick()
+	} else {
+		s.kick = make(chan struct{}, 1)
+		go s.pump()
+	}
+	s.busy.Store(false)
+	s.sub.OnReady(s.wake)
 	return true
 }
 
@@ -89,13 +119,23 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 
 type detachedStream struct {
 	conn    net.Conn
+	raw     syscall.RawConn // nil when conn has no descriptor (TLS): see pump
 	st      *app.Stream
-	hub     *app.Hub
+	sub     *app.Subscriber
 	chunked bool
 	release func()
 	done    *detachedRequest
 	owner   *streamHandlers
-	sent    int
+	unwatch func()
+
+	shard     *writerShard  // the writer that serves the stream
+	scheduled atomic.Bool   // on its writer's ready list
+	kick      chan struct{} // instead of a writer, when raw is nil
+	busy      atomic.Bool   // held by whoever writes to the stream
+
+	// Touched only by the holder of busy.
+	last int64 // the id of the last message sent
+	sent int   // body bytes written
 }
 
 // newWriteBuffers is the pool of write buffers of all detached streams: a
@@ -104,31 +144,18 @@ func newWriteBuffers() *sync.Pool {
 	return &sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 }
 
-// streamWriteTimeout bounds one write to a client. A client that takes
-// longer is too slow to keep: its write fails, and it reconnects and
+// streamWriteTimeout bounds one blocking write to a client. A client that
+// takes longer is too slow to keep: its write fails, and it reconnects and
 // resumes from its cursor. Without it a stuck client would hold its
 // goroutine until TCP gave up.
 const streamWriteTimeout = 15 * time.Second
 
 const maxPooledBuf = 64 << 10
 
-func (s *detachedStream) run(head []byte) {
-	sub := s.st.Sub
-	// A hangup ends the subscription, so the pump waits on two channels
-	// only (a select over more costs on every frame).
-	bufs := s.owner.bufs
-	unwatch := s.owner.hangups.watch(s.conn, func() { s.hub.Unsubscribe(sub) })
-	defer s.owner.detached.Done()
-	defer func() {
-		unwatch()
-		_ = s.conn.Close()
-		// Presence must see the close; the request's context is gone.
-		s.st.Close(context.Background())
-		s.release()
-		s.done.end(s.sent)
-	}()
-
-	bp := bufs.Get().(*[]byte)
+// writeOpening writes the response head, the retry line and the stream's
+// opening frames (backlog, users, ready) in one write.
+func (s *detachedStream) writeOpening(head []byte) bool {
+	bp := s.owner.bufs.Get().(*[]byte)
 	b := append((*bp)[:0], head...)
 	body := len(b)
 	b = s.beginChunk(b)
@@ -136,51 +163,167 @@ func (s *detachedStream) run(head []byte) {
 	for _, f := range s.st.Initial {
 		b = append(b, f.Bytes...)
 	}
-	s.st.Initial = nil
+	s.st.Initial = nil // sent: an idle stream should not keep it
 	b = s.endChunk(b, body)
-	ok := s.write(b, bp)
+	ok := s.write(b)
+	s.recycle(bp, b)
 	s.sent -= body // the head is not the body
-	if !ok {
+	return ok
+}
+
+// wake is the subscriber's OnReady: frames are queued, or the
+// subscription ended.
+func (s *detachedStream) wake() {
+	if s.kick != nil {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
 		return
 	}
+	if s.scheduled.CompareAndSwap(false, true) {
+		s.shard.push(s)
+	}
+}
 
-	last := s.st.LastID
-	frames := sub.Frames()
-	for {
-		select {
-		case f := <-frames:
-			bp := bufs.Get().(*[]byte)
-			b := s.beginChunk((*bp)[:0])
-			start := len(b)
-			b = appendFrame(b, f, &last)
-		drain:
-			for {
-				select {
-				case f = <-frames:
-					b = appendFrame(b, f, &last)
-				default:
-					break drain
-				}
-			}
-			if len(b) == start {
-				*bp = b
-				bufs.Put(bp)
-				continue // only duplicates of the backlog
-			}
-			if !s.write(s.endChunk(b, 0), bp) {
-				return
-			}
-		case <-sub.Done():
-			// Dropped for being slow, logged out, or shutdown (Hub.Stop
-			// ends every subscription): end the response; the client
-			// reconnects and resumes from its cursor (after logout, to a
-			// 401). Unsubscribed: the client hung up.
-			if sub.Reason() != app.CloseUnsubscribed {
-				s.finish()
-			}
+// pump serves a stream whose connection has no descriptor for
+// non-blocking writes (TLS) from a goroutine of its own.
+func (s *detachedStream) pump() {
+	for range s.kick {
+		if s.serve(true) {
 			return
 		}
 	}
+}
+
+// serve writes what is queued, if no one else is writing to the stream.
+// A writer calls it with blocking false: a write that would block is then
+// finished, and the stream served on, by a goroutine of the stream's own.
+// It reports whether the stream has ended.
+func (s *detachedStream) serve(blocking bool) (ended bool) {
+	if !s.busy.CompareAndSwap(false, true) {
+		return false // the holder looks at the queue again before letting go
+	}
+	return s.serveHeld(blocking)
+}
+
+func (s *detachedStream) serveHeld(blocking bool) (ended bool) {
+	for {
+		if s.sub.Ended() {
+			// Dropped for being slow, logged out, or shutdown (Hub.Stop
+			// ends every subscription): end the response; the client
+			// reconnects and resumes from its cursor (after logout, to a
+			// 401). Unsubscribed: the client hung up. busy stays held:
+			// nothing more is written.
+			finish := s.sub.Reason() != app.CloseUnsubscribed
+			if blocking {
+				s.end(finish)
+			} else {
+				go s.end(finish) // it may block; a writer must not
+			}
+			return true
+		}
+		bp, b := s.collect()
+		if b == nil {
+			s.busy.Store(false)
+			if !s.hasWork() || !s.busy.CompareAndSwap(false, true) {
+				return false
+			}
+			continue
+		}
+		if blocking {
+			ok := s.write(b)
+			s.recycle(bp, b)
+			if !ok {
+				s.end(false)
+				return true
+			}
+			continue
+		}
+		n, err := writeNonblocking(s.raw, b)
+		s.sent += n
+		switch {
+		case err != nil:
+			s.recycle(bp, b)
+			go s.end(false)
+			return true
+		case n < len(b):
+			s.owner.blocked.Add(1)
+			go s.finishWrite(b, n, bp)
+			return false
+		}
+		s.recycle(bp, b)
+	}
+}
+
+// finishWrite writes the rest of a write that would have blocked, then
+// serves the stream on while holding busy.
+func (s *detachedStream) finishWrite(b []byte, from int, bp *[]byte) {
+	ok := s.write(b[from:])
+	s.recycle(bp, b)
+	if !ok {
+		s.end(false)
+		return
+	}
+	s.serveHeld(true)
+}
+
+func (s *detachedStream) hasWork() bool {
+	return len(s.sub.Frames()) > 0 || s.sub.Ended()
+}
+
+// collect takes every frame queued, as one chunk in a pooled buffer; nil
+// when there is nothing to write.
+func (s *detachedStream) collect() (*[]byte, []byte) {
+	frames := s.sub.Frames()
+	var (
+		bp    *[]byte
+		b     []byte
+		start int
+	)
+	for {
+		select {
+		case f := <-frames:
+			if bp == nil {
+				bp = s.owner.bufs.Get().(*[]byte)
+				b = s.beginChunk((*bp)[:0])
+				start = len(b)
+			}
+			b = appendFrame(b, f, &s.last)
+		default:
+			if bp == nil {
+				return nil, nil
+			}
+			if len(b) == start { // only duplicates of the backlog
+				s.recycle(bp, b)
+				return nil, nil
+			}
+			return bp, s.endChunk(b, 0)
+		}
+	}
+}
+
+func (s *detachedStream) recycle(bp *[]byte, b []byte) {
+	if cap(b) <= maxPooledBuf {
+		*bp = b[:0]
+		s.owner.bufs.Put(bp)
+	}
+}
+
+// end closes the stream, writing the end of the chunked body first when
+// finish is set, and releases what it held.
+func (s *detachedStream) end(finish bool) {
+	defer s.owner.detached.Done()
+	if finish && s.chunked {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = s.conn.Write([]byte("0\r\n\r\n"))
+	}
+	s.unwatch()
+	_ = s.conn.Close()
+	// Presence must see the close; the request's context is gone.
+	s.st.Close(context.Background())
+	s.release()
+	s.done.end(s.sent)
 }
 
 // chunkHeadLen is the room kept for a chunk's size line: 8 hex digits and
@@ -216,21 +359,14 @@ func appendFrame(b []byte, f *app.Frame, last *int64) []byte {
 	return append(b, out...)
 }
 
-func (s *detachedStream) write(b []byte, bp *[]byte) bool {
+// write is a blocking write of b with a deadline, which it clears after:
+// the non-blocking writes that follow would otherwise fail once it passed.
+func (s *detachedStream) write(b []byte) bool {
 	_ = s.conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-	_, err := s.conn.Write(b)
-	s.sent += len(b)
-	if cap(b) <= maxPooledBuf {
-		*bp = b[:0]
-		s.owner.bufs.Put(bp)
+	n, err := s.conn.Write(b)
+	s.sent += n
+	if err != nil {
+		return false
 	}
-	return err == nil
-}
-
-// finish ends the chunked body, so the client sees a complete response.
-func (s *detachedStream) finish() {
-	if s.chunked {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = s.conn.Write([]byte("0\r\n\r\n"))
-	}
+	return s.conn.SetWriteDeadline(time.Time{}) == nil
 }

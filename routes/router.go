@@ -11,6 +11,7 @@ import (
 
 	ginsessions "github.com/gin-contrib/sessions"
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"papo/app"
 )
@@ -45,6 +46,8 @@ func New(ctx context.Context, a *app.App, assets fs.FS) (*Handler, error) {
 	acc := &accountHandlers{app: a, store: store, pages: pg, trusted: clients}
 	rooms := &roomHandlers{app: a}
 	streams := newStreamHandlers(a, clients)
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "papo_stream_writes_blocked_total",
+		Help: "Writes to a stream that found the client's socket full and had to wait (slow clients)."}, func() float64 { return float64(streams.blocked.Load()) }))
 	post := r.Group("/", crossOrigin())
 	post.POST("/register", acc.register)
 	post.POST("/login", acc.login)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ginsessions "github.com/gin-contrib/sessions"
@@ -19,22 +20,25 @@ type streamHandlers struct {
 
 	// For streams that take their connection over (see detach).
 	hangups  *hangupWatcher
+	writers  *streamWriters
 	bufs     *sync.Pool
 	detached sync.WaitGroup
+	blocked  atomic.Int64 // writes that found a client's socket full
 }
 
 func newStreamHandlers(a *app.App, clients func(*http.Request) string) *streamHandlers {
-	return &streamHandlers{app: a, clients: clients, hangups: newHangupWatcher(a.Log), bufs: newWriteBuffers()}
+	return &streamHandlers{app: a, clients: clients, hangups: newHangupWatcher(a.Log), writers: newStreamWriters(), bufs: newWriteBuffers()}
 }
 
 // drain waits until every detached stream has ended (the hub's Stop ends
-// them), then stops the hang-up watcher.
+// them), then stops the hang-up watcher and the writers.
 func (h *streamHandlers) drain(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { h.detached.Wait(); close(done) }()
 	select {
 	case <-done:
 		h.hangups.Close()
+		h.writers.Close()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
