@@ -34,6 +34,11 @@ import (
 )
 
 type config struct {
+	// For tests: how long a stream may take to be ready (default 30 s),
+	// and which reader reads the streams (default the platform's own).
+	readyTimeout time.Duration
+	newReader    func(*streamSet) streamReader
+
 	urls        []*url.URL
 	pids        []int
 	users       int

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,9 +25,9 @@ type receipt struct {
 	at int64 // when the read that brought it returned
 }
 
-// stream is one SSE connection, read by one goroutine with one buffer. It
-// does not parse JSON: it takes the id: of each message event, notices the
-// ready event, and skips everything else.
+// stream is one SSE connection. It does not parse JSON: its parser takes
+// the id: of each message event, notices the ready event, and skips
+// everything else.
 type stream struct {
 	idx     int
 	startAt int64 // dial began
@@ -39,15 +35,25 @@ type stream struct {
 	recs    []receipt
 	err     error
 	conn    net.Conn // guarded by streamSet.connMu
+
+	set      *streamSet
+	sem      chan struct{} // the connect slot it holds until ready or failed
+	released bool          // its slot and readyWG count are given back
+	readyBy  int64         // when a stream not yet ready is given up
+	p        sseParser
+
+	fd   int // the socket an epoll loop reads (until the reader stops); else -1
+	slot int // its index in that loop's live streams; -1 when not live
 }
 
 // streamSet is every stream of a run.
 type streamSet struct {
 	cfg     *config
 	streams []*stream
+	reader  streamReader
 
 	readyWG     sync.WaitGroup // one per stream, done at ready or failure
-	doneWG      sync.WaitGroup // one per stream, done when its reader ends
+	doneWG      sync.WaitGroup // one per stream, done when its reading ends
 	ready       atomic.Int64
 	failed      atomic.Int64
 	received    atomic.Int64 // message events received after ready
@@ -58,6 +64,21 @@ type streamSet struct {
 	capHint     int        // receipts to preallocate per stream
 }
 
+// streamReader reads the streams once their requests are written.
+type streamReader interface {
+	// take hands over a stream whose request is written; from then on
+	// the reader owns it and finishes it exactly once.
+	take(st *stream)
+	// stop returns once no read of any stream is in progress or can
+	// start, and the sockets it took over are closed, so that the conns
+	// can be closed; closing is set already.
+	stop()
+}
+
+// defaultReadyTimeout is how long a stream may take from its request to
+// ready, unless the config says otherwise (tests do).
+const defaultReadyTimeout = 30 * time.Second
+
 // streamTarget says where stream i goes.
 type streamTarget func(i int) (u *url.URL, room, cursor string, acct account)
 
@@ -66,12 +87,21 @@ type streamTarget func(i int) (u *url.URL, room, cursor string, acct account)
 // one is ready or has failed, or ctx ends.
 func openStreams(ctx context.Context, cfg *config, target streamTarget, capHint int) (*streamSet, time.Duration) {
 	set := &streamSet{cfg: cfg, streams: make([]*stream, cfg.streams), capHint: capHint}
+	if cfg.readyTimeout == 0 {
+		cfg.readyTimeout = defaultReadyTimeout
+	}
+	newReader := cfg.newReader
+	if newReader == nil {
+		newReader = newStreamReader // the platform's own
+	}
+	set.reader = newReader(set)
 	sem := make(chan struct{}, cfg.concurrency)
 	start := time.Now()
 	set.readyWG.Add(cfg.streams)
 	set.doneWG.Add(cfg.streams)
 	for i := range set.streams {
-		st := &stream{idx: i}
+		st := &stream{idx: i, set: set, sem: sem, fd: -1, slot: -1}
+		st.p = newSSEParser(st, cfg.bufSize)
 		set.streams[i] = st
 		select {
 		case sem <- struct{}{}:
@@ -87,7 +117,7 @@ func openStreams(ctx context.Context, cfg *config, target streamTarget, capHint 
 		}
 		u, room, cursor, acct := target(i)
 		src := cfg.sources[i%len(cfg.sources)]
-		go set.run(ctx, st, u, room, cursor, acct, src, sem)
+		go set.run(ctx, st, u, room, cursor, acct, src)
 	}
 	waited := make(chan struct{})
 	go func() { set.readyWG.Wait(); close(waited) }()
@@ -101,6 +131,9 @@ func openStreams(ctx context.Context, cfg *config, target streamTarget, capHint 
 // closeAll ends every stream and waits (bounded) for the readers.
 func (set *streamSet) closeAll() {
 	set.closing.Store(true)
+	// The reader stops first: an epoll loop must not read a socket number
+	// that was closed here and reused by another socket.
+	set.reader.stop()
 	set.connMu.Lock()
 	for _, st := range set.streams {
 		if c := st.conn; c != nil {
@@ -123,28 +156,13 @@ func (set *streamSet) closeAll() {
 	}
 }
 
-func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, room, cursor string, acct account, src net.IP, sem chan struct{}) {
-	defer set.doneWG.Done()
-	readyDone := false
-	release := func(ok bool) {
-		if readyDone {
-			return
-		}
-		readyDone = true
-		<-sem
-		if ok {
-			set.ready.Add(1)
-		} else {
-			set.failed.Add(1)
-		}
-		set.readyWG.Done()
-	}
-	defer release(false)
+// run dials stream st and writes its request, then hands it to the reader.
+func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, room, cursor string, acct account, src net.IP) {
 	st.startAt = now()
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}, Control: bindNoPort}
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
-		st.err = err
+		st.finish(err)
 		return
 	}
 	set.connMu.Lock()
@@ -153,6 +171,7 @@ func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, room, cur
 	set.connMu.Unlock()
 	if closing {
 		conn.Close()
+		st.finish(nil)
 		return
 	}
 	path := "/rooms/" + room + "/events"
@@ -160,75 +179,99 @@ func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, room, cur
 		path += "?last_event_id=" + cursor
 	}
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nAccept: text/event-stream\r\nCookie: " + acct.Cookie + "\r\n\r\n"
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	// The deadline covers the write, and (as the readers keep it) the
+	// reading up to ready.
+	_ = conn.SetDeadline(time.Now().Add(set.cfg.readyTimeout))
+	st.readyBy = now() + int64(set.cfg.readyTimeout)
 	if _, err := io.WriteString(conn, req); err != nil {
-		st.err = err
+		st.finish(err)
 		return
 	}
-	br := bufio.NewReaderSize(conn, 4096)
-	chunked, err := readHead(br)
-	if err != nil {
-		st.err = err
-		return
-	}
-	r := &sseReader{br: br, chunked: chunked, buf: make([]byte, set.cfg.bufSize)}
 	if set.capHint > 0 {
 		st.recs = make([]receipt, 0, set.capHint)
 	}
-	var (
-		isReady bool
-		event   byte // 'm' message (or none named), 'r' ready, 'o' other
-		id      int64
-		hasData bool
-	)
-	for {
-		line, at, err := r.line()
-		if err != nil {
-			if isReady && !set.closing.Load() {
-				set.disconnects.Add(1)
-				st.err = err
-			} else if !isReady {
-				st.err = fmt.Errorf("stream ended before ready: %w", err)
-			}
-			return
+	set.reader.take(st)
+}
+
+// ready is the parser telling that the ready event arrived.
+func (st *stream) ready(at int64) {
+	st.readyAt = at
+	st.release(true)
+}
+
+// message is the parser telling of a delivery, received at at.
+func (st *stream) message(id, at int64) {
+	st.set.received.Add(1)
+	if st.set.record.Load() {
+		st.recs = append(st.recs, receipt{id: id, at: at})
+	}
+}
+
+// release gives back the connect slot, once: at ready, or at failure.
+func (st *stream) release(ok bool) {
+	if st.released {
+		return
+	}
+	st.released = true
+	<-st.sem
+	if ok {
+		st.set.ready.Add(1)
+	} else {
+		st.set.failed.Add(1)
+	}
+	st.set.readyWG.Done()
+}
+
+// finish ends stream st, which err ended (nil: the run was closing before
+// its request went out). Whoever owns the stream calls it exactly once.
+func (st *stream) finish(err error) {
+	set := st.set
+	switch {
+	case !st.p.inBody():
+		// Failing to connect or to get a 200 is told as it is.
+		st.err = err
+	case st.p.isReady:
+		if !set.closing.Load() {
+			set.disconnects.Add(1)
+			st.err = err
 		}
-		switch {
-		case len(line) == 0:
-			if hasData {
-				switch event {
-				case 'r':
-					if !isReady {
-						isReady = true
-						st.readyAt = at
-						_ = conn.SetDeadline(time.Time{})
-						release(true)
-					}
-				case 'm':
-					if isReady && id > 0 {
-						set.received.Add(1)
-						if set.record.Load() {
-							st.recs = append(st.recs, receipt{id: id, at: at})
-						}
-					}
-				}
+	default:
+		st.err = fmt.Errorf("stream ended before ready: %w", err)
+	}
+	st.release(false)
+	set.doneWG.Done()
+}
+
+// goroutineReader reads each stream with a goroutine of its own (the one
+// that dialed it).
+type goroutineReader struct{}
+
+func (goroutineReader) take(st *stream) { st.readConn() }
+
+// stop has nothing to do: closing the sockets ends the reads.
+func (goroutineReader) stop() {}
+
+// readConn reads st until it ends. The buffer need not hold a line: the
+// parser carries partial lines itself.
+func (st *stream) readConn() {
+	buf := make([]byte, 4096)
+	cleared := false
+	for {
+		n, err := st.conn.Read(buf)
+		at := now()
+		if n > 0 {
+			if perr := st.p.feed(buf[:n], at); perr != nil {
+				st.finish(perr)
+				return
 			}
-			event, id, hasData = 'm', 0, false
-		case line[0] == ':':
-			// a comment: the heartbeat
-		case bytes.HasPrefix(line, []byte("data:")):
-			hasData = true
-		case bytes.HasPrefix(line, []byte("id:")):
-			id = parseID(line[3:])
-		case bytes.HasPrefix(line, []byte("event:")):
-			v := bytes.TrimPrefix(line[6:], []byte(" "))
-			switch {
-			case bytes.Equal(v, []byte("message")):
-				event = 'm'
-			case bytes.Equal(v, []byte("ready")):
-				event = 'r'
-			default:
-				event = 'o'
+			if st.p.isReady && !cleared {
+				_ = st.conn.SetDeadline(time.Time{})
+				cleared = true
 			}
+		}
+		if err != nil {
+			st.finish(st.p.readError(err))
+			return
 		}
 	}
 }
@@ -245,136 +288,6 @@ func bindNoPort(_, _ string, c syscall.RawConn) error {
 	return c.Control(func(fd uintptr) {
 		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
 	})
-}
-
-func parseID(b []byte) int64 {
-	b = bytes.TrimPrefix(b, []byte(" "))
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n
-}
-
-// readHead reads the status line and headers; it wants 200 and tells
-// whether the body is chunked.
-func readHead(br *bufio.Reader) (chunked bool, err error) {
-	status, err := br.ReadSlice('\n')
-	if err != nil {
-		return false, fmt.Errorf("reading the status line: %w", err)
-	}
-	if len(status) < 12 || !bytes.HasPrefix(status, []byte("HTTP/1.")) {
-		return false, fmt.Errorf("not an HTTP answer: %q", status)
-	}
-	code := string(status[9:12])
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return false, fmt.Errorf("reading headers: %w", err)
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) == 0 {
-			break
-		}
-		k, v, _ := bytes.Cut(line, []byte(":"))
-		if bytes.EqualFold(bytes.TrimSpace(k), []byte("Transfer-Encoding")) && bytes.Contains(bytes.ToLower(v), []byte("chunked")) {
-			chunked = true
-		}
-	}
-	if code != "200" {
-		return chunked, fmt.Errorf("HTTP %s", code)
-	}
-	return chunked, nil
-}
-
-// sseReader yields the lines of a (possibly chunked) event stream body.
-type sseReader struct {
-	br       *bufio.Reader
-	chunked  bool
-	left     int  // bytes left in the current chunk
-	crlf     bool // a chunk's trailing CRLF is still to be read
-	buf      []byte
-	start    int
-	end      int
-	at       int64 // when the last read returned
-	skipping bool  // inside a line longer than buf: dropped
-}
-
-var errEndOfBody = errors.New("end of stream body")
-
-// line returns the next line without its terminator (LF or CRLF), and when
-// the read that completed it returned. The slice is valid until the next call.
-func (r *sseReader) line() ([]byte, int64, error) {
-	for {
-		if i := bytes.IndexByte(r.buf[r.start:r.end], '\n'); i >= 0 {
-			l := r.buf[r.start : r.start+i]
-			r.start += i + 1
-			if r.skipping {
-				r.skipping = false
-				continue
-			}
-			if n := len(l); n > 0 && l[n-1] == '\r' {
-				l = l[:n-1]
-			}
-			return l, r.at, nil
-		}
-		if r.start > 0 {
-			r.end = copy(r.buf, r.buf[r.start:r.end])
-			r.start = 0
-		}
-		if r.end == len(r.buf) {
-			// A line longer than the buffer (a large data: line): its
-			// content is not needed, so drop it up to its end.
-			r.skipping = true
-			r.end = 0
-		}
-		n, err := r.read(r.buf[r.end:])
-		r.end += n
-		r.at = now()
-		if err != nil && n == 0 {
-			return nil, r.at, err
-		}
-	}
-}
-
-func (r *sseReader) read(p []byte) (int, error) {
-	if !r.chunked {
-		return r.br.Read(p)
-	}
-	for r.left == 0 {
-		if r.crlf {
-			if _, err := r.br.ReadSlice('\n'); err != nil {
-				return 0, err
-			}
-			r.crlf = false
-		}
-		head, err := r.br.ReadSlice('\n')
-		if err != nil {
-			return 0, err
-		}
-		head = bytes.TrimRight(head, "\r\n")
-		if i := bytes.IndexByte(head, ';'); i >= 0 {
-			head = head[:i]
-		}
-		size, err := strconv.ParseUint(string(head), 16, 31)
-		if err != nil {
-			return 0, fmt.Errorf("bad chunk size %q", head)
-		}
-		if size == 0 {
-			return 0, errEndOfBody
-		}
-		r.left = int(size)
-		r.crlf = true
-	}
-	if len(p) > r.left {
-		p = p[:r.left]
-	}
-	n, err := r.br.Read(p)
-	r.left -= n
-	return n, err
 }
 
 // alive counts the streams that are ready and have not been dropped.
