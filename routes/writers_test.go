@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"papo/app"
 	"papo/e2e/client"
 )
 
@@ -209,4 +210,58 @@ func TestStalledStreamIsDroppedWhileTheRoomGoesOn(t *testing.T) {
 	if !slices.Equal(got, posted) {
 		t.Fatalf("stream and resume gave %d messages, %d posted; missing %v, repeated %v", len(got), len(posted), missing(posted, got), repeated(got))
 	}
+}
+
+// BenchmarkFanoutOverTCP posts one message at a time to a room whose 1,000
+// streams are real HTTP/1.1 connections on loopback, and waits until every
+// stream has it: the whole stream path, hub to socket to a reader. Most of
+// its time is the kernel's (one loopback send and one read per delivery),
+// so compare runs on one machine only.
+//
+//	go test -run '^$' -bench FanoutOverTCP -benchtime 200x ./routes/
+func BenchmarkFanoutOverTCP(b *testing.B) {
+	const streams, users = 1000, 10
+	s := newTestServer(b, storeSQLite(b), func(_ *app.Config, o *app.Options) { o.Hub.Coalesce = -1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	got := make(chan struct{}, streams)
+	for u := range users {
+		c := s.user(b, fmt.Sprintf("reader%d", u))
+		for range streams / users {
+			st, err := c.Open(ctx, "general", "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = st.Close() })
+			if _, err := st.Backlog(); err != nil {
+				b.Fatal(err)
+			}
+			go func() {
+				for {
+					ev, err := st.Next()
+					if err != nil {
+						return
+					}
+					if ev.Type == "message" && strings.Contains(ev.Data, `"username":"poster"`) {
+						got <- struct{}{}
+					}
+				}
+			}()
+		}
+	}
+	poster := s.user(b, "poster")
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := poster.Post(ctx, "general", "message "+strconv.Itoa(i)); err != nil {
+			b.Fatal(err)
+		}
+		for range streams {
+			select {
+			case <-got:
+			case <-time.After(10 * time.Second):
+				b.Fatal("a stream did not get the message within 10 s")
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*streams), "ns/delivery")
 }
