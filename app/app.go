@@ -21,6 +21,7 @@ type Store interface {
 	HistoryStore
 	MessageStore
 	MessageSource
+	PresenceSnapshots
 	Ping(ctx context.Context) error
 }
 
@@ -103,7 +104,13 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 		}
 		a.Presence = presence
 	default:
-		a.Presence = NewMemoryPresence(cfg.LeaveGrace, a.announcer.Notify)
+		presence := NewMemoryPresence(cfg.LeaveGrace, a.announcer.Notify)
+		if n, err := restorePresence(ctx, store, presence, time.Now()); err != nil {
+			log.Warn("presence: what was online at the last stop could not be read; those users will be announced as joining again", "err", err)
+		} else if n > 0 {
+			log.Info("presence: carried over the last stop; users not back within the leave grace will be announced as leaving", "users", n, "grace", cfg.LeaveGrace)
+		}
+		a.Presence = presence
 	}
 	a.typing = NewTyping(a.Hub, opts.TypingLapse, log)
 
@@ -190,6 +197,13 @@ func (a *App) close() {
 	a.Hub.Stop()
 	if a.typing != nil {
 		a.typing.Close()
+	}
+	if mp, ok := a.Presence.(*MemoryPresence); ok && a.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := savePresence(ctx, a.store, mp, time.Now()); err != nil {
+			a.Log.Warn("presence: could not store who is online; after the restart they will be announced as joining again", "err", err)
+		}
+		cancel()
 	}
 	if a.Presence != nil {
 		_ = a.Presence.Close()

@@ -154,6 +154,44 @@ func (p *MemoryPresence) Rooms(_ context.Context) ([]RoomCount, error) {
 	return out, nil
 }
 
+// Snapshot lists the users online in each room, those in the leave grace
+// included.
+func (p *MemoryPresence) Snapshot() map[string][]UserRef {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string][]UserRef, len(p.rooms))
+	for room, users := range p.rooms {
+		for _, e := range users {
+			out[room] = append(out[room], e.user)
+		}
+	}
+	return out
+}
+
+// Restore makes the given users online, each as if their last stream had
+// just closed: one that reconnects within the grace is not announced, one
+// that does not is announced as leaving. It is for a start, before any
+// stream opens; a user already present is left as it is.
+func (p *MemoryPresence) Restore(rooms map[string][]UserRef) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for room, users := range rooms {
+		if p.rooms[room] == nil {
+			p.rooms[room] = map[int64]*presenceEntry{}
+		}
+		for _, u := range users {
+			if p.rooms[room][u.ID] != nil {
+				continue
+			}
+			e := &presenceEntry{user: u, leaveGen: 1}
+			p.rooms[room][u.ID] = e
+			room, id := room, u.ID
+			e.leave = time.AfterFunc(p.grace, func() { p.expire(room, id, 1) })
+		}
+		delete(p.sorted, room)
+	}
+}
+
 // Close stops pending leave timers. The users of an instance that stops
 // are not announced as leaving: their clients reconnect, to this instance
 // when it is back or to a sibling.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
 
@@ -30,4 +31,41 @@ func (s *Store) EnsureSetting(ctx context.Context, name string, generate func() 
 		return "", fmt.Errorf("reading setting %s: %w", name, err)
 	}
 	return existing.Value, nil
+}
+
+// PutSetting stores value under name, replacing what was there.
+func (s *Store) PutSetting(ctx context.Context, name, value string) error {
+	err := s.db.WithContext(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "name"}},
+		DoUpdates: clause.AssignmentColumns([]string{"value"}),
+	}).Create(&Setting{Name: name, Value: value}).Error
+	if err != nil {
+		return fmt.Errorf("storing setting %s: %w", name, err)
+	}
+	return nil
+}
+
+// TakeSetting returns the value stored under name and deletes it, so that
+// only one reader gets it. ok is false when there was none.
+func (s *Store) TakeSetting(ctx context.Context, name string) (value string, ok bool, err error) {
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var st Setting
+		if err := tx.Where("name = ?", name).Limit(1).Find(&st).Error; err != nil {
+			return err
+		}
+		if st.Name == "" {
+			return nil
+		}
+		res := tx.Where("name = ?", name).Delete(&Setting{})
+		if res.Error != nil {
+			return res.Error
+		}
+		// Another instance took it between the read and the delete.
+		value, ok = st.Value, res.RowsAffected == 1
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("taking setting %s: %w", name, err)
+	}
+	return value, ok, nil
 }
