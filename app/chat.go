@@ -155,6 +155,16 @@ func (c *Chat) History(ctx context.Context, user UserRef, room string, before in
 }
 
 // Online lists the users online in room.
+// Rooms lists the rooms with someone online, the busiest first.
+func (c *Chat) Rooms(ctx context.Context) ([]RoomCount, error) {
+	rooms, err := c.presence.Rooms(ctx)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return rooms, nil
+}
+
+// Online lists who is online in room, sorted.
 func (c *Chat) Online(ctx context.Context, room string) ([]string, error) {
 	if err := CheckRoom(room); err != nil {
 		return nil, err

@@ -208,9 +208,9 @@ func runStats(ctx context.Context, call *Call) (Reply, error) {
 }
 
 func runRooms(ctx context.Context, call *Call) (Reply, error) {
-	rooms, err := call.Chat.presence.Rooms(ctx)
+	rooms, err := call.Chat.Rooms(ctx)
 	if err != nil {
-		return Reply{}, unavailable(err)
+		return Reply{}, err
 	}
 	if len(rooms) == 0 {
 		return call.ok("No one is online in any room.")

@@ -5,6 +5,7 @@ package e2e
 // never a fixed sleep, and no test passes or fails on timing.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"papo/e2e/client"
 )
 
 // --- page helpers -----------------------------------------------------------
@@ -497,6 +500,34 @@ func TestRoomSwitcher(t *testing.T) {
 		ana.Do("open the menu", clickCSS("#sidebar-toggle"))
 		ana.Screenshot("phone-menu.png")
 	}
+	ana.CheckNoExceptions()
+}
+
+func TestRoomSwitcherShowsBusyRooms(t *testing.T) {
+	srv := startForBrowser(t)
+	// bia is in #lobby, which ana's browser has never visited.
+	bia := client.New(srv.URL, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	if _, err := bia.Register(ctx, "bia", testPassword); err != nil {
+		t.Fatal(err)
+	}
+	st, err := bia.Open(ctx, "lobby", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if _, err := st.Backlog(); err != nil {
+		t.Fatal(err)
+	}
+
+	ana := chatter(t, srv, "ana")
+	rooms := `JSON.stringify([...document.querySelectorAll("#rooms li")].map(li => [li.querySelector("a").textContent, li.querySelector(".room-count")?.textContent ?? ""]))`
+	ana.Wait("#lobby listed with one online, after the visited rooms", rooms+` === '[["#general","1"],["#lobby","1"]]'`)
+	ana.Do("go to #lobby", clickCSS(`#rooms a[href="/r/lobby"]`))
+	ana.WaitLive("/r/lobby")
+	ana.WaitUsers("ana", "bia")
+	ana.Wait("#lobby now visited, first, with both", rooms+` === '[["#lobby","2"],["#general","1"]]'`)
 	ana.CheckNoExceptions()
 }
 

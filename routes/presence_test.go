@@ -2,6 +2,8 @@ package routes
 
 import (
 	"context"
+	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -59,6 +61,33 @@ func TestRestartCarriesPresence(t *testing.T) {
 		}
 		if users, _ := ana.Users(context.Background(), "general"); len(users) != 1 || users[0] != "ana" {
 			t.Fatalf("online after the grace: %v", users)
+		}
+	})
+}
+
+func TestRoomsListsTheBusiestFirst(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *models.Store) {
+		s := newTestServer(t, store)
+		ctx := ctxT(t)
+		ana, bia, caio := s.user(t, "ana"), s.user(t, "bia"), s.user(t, "caio")
+		empty, err := ana.Rooms(ctx)
+		if err != nil || empty == nil || len(empty) != 0 {
+			t.Fatalf("rooms with nobody online: %#v, %v; want an empty list", empty, err)
+		}
+		watch(t, ana, "general", "").untilReady()
+		watch(t, bia, "general", "").untilReady()
+		watch(t, caio, "lobby", "").untilReady()
+		watch(t, caio, "lobby", "").untilReady() // a second tab counts once
+		rooms, err := ana.Rooms(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []client.RoomCount{{Room: "general", Users: 2}, {Room: "lobby", Users: 1}}
+		if !slices.Equal(rooms, want) {
+			t.Fatalf("GET /rooms = %+v, want %+v", rooms, want)
+		}
+		if _, err := s.client().Rooms(ctx); status(err) != http.StatusUnauthorized {
+			t.Fatalf("GET /rooms without a session: %v, want 401", err)
 		}
 	})
 }

@@ -128,6 +128,21 @@ func isDigits(s string) bool {
 	return len(s) > 0 && s != "0"
 }
 
+// list serves GET /rooms, beyond the contract: the rooms with someone
+// online and how many, the busiest first, for the page's room switcher
+// (the /rooms command answers the same in words).
+func (h *roomHandlers) list(c *gin.Context) {
+	rooms, err := h.app.Chat.Rooms(c.Request.Context())
+	if err != nil {
+		abortWith(c, err)
+		return
+	}
+	if rooms == nil {
+		rooms = []app.RoomCount{}
+	}
+	c.JSON(http.StatusOK, gin.H{"rooms": rooms})
+}
+
 func (h *roomHandlers) users(c *gin.Context) {
 	name, ok := room(c)
 	if !ok {

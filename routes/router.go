@@ -55,6 +55,7 @@ func New(ctx context.Context, a *app.App, assets fs.FS) (*Handler, error) {
 
 	auth := r.Group("/", requireUser(store))
 	auth.GET("/me", acc.me)
+	auth.GET("/rooms", rooms.list)
 	auth.GET("/rooms/:room/events", streams.events)
 	auth.GET("/rooms/:room/messages", rooms.history)
 	auth.GET("/rooms/:room/users", rooms.users)

@@ -182,6 +182,22 @@ func (c *Client) History(ctx context.Context, room string, before int64, limit i
 	return out.Messages, err
 }
 
+// RoomCount is a room and how many are online in it (GET /rooms, beyond
+// the contract).
+type RoomCount struct {
+	Room  string `json:"room"`
+	Users int    `json:"users"`
+}
+
+// Rooms lists the rooms with someone online, the busiest first.
+func (c *Client) Rooms(ctx context.Context) ([]RoomCount, error) {
+	var out struct {
+		Rooms []RoomCount `json:"rooms"`
+	}
+	_, err := c.Do(ctx, http.MethodGet, "/rooms", nil, &out)
+	return out.Rooms, err
+}
+
 // Users lists who is online in room.
 func (c *Client) Users(ctx context.Context, room string) ([]string, error) {
 	var out struct{ Users []string }

@@ -60,6 +60,9 @@ export const api = {
     return request("GET", `${roomPath(room)}/messages?${q}`).then((d) => d.messages ?? []);
   },
   users: (room) => request("GET", `${roomPath(room)}/users`).then((d) => d.users ?? []),
+  // rooms lists {room, users} for the rooms with someone online, busiest
+  // first (GET /rooms, papo's addition to the contract).
+  rooms: () => request("GET", "/rooms").then((d) => d.rooms ?? []),
   me: () => request("GET", "/me").then((d) => d.user),
 };
 

@@ -40,6 +40,16 @@ document.addEventListener("visibilitychange", () => {
 });
 updateTitle();
 
+// The room switcher in the side panel: its counts follow this room's
+// users events, and the other rooms are asked for once the stream is live.
+const roomsPanel = setupRooms({
+  room,
+  list: $("rooms"),
+  form: $("room-form"),
+  input: $("room-name"),
+  error: $("room-error"),
+});
+
 // --- events from the stream (our own, or relayed by the leader tab) ---
 
 function onMessage(msg) {
@@ -52,7 +62,10 @@ function onMessage(msg) {
 
 const handlers = {
   message: onMessage,
-  users: (data) => renderUsers($("users"), $("user-count"), data.users ?? [], me),
+  users: (data) => {
+    renderUsers($("users"), $("user-count"), data.users ?? [], me);
+    roomsPanel.here((data.users ?? []).length);
+  },
   typing: (data) => {
     if (data.username !== me) typingLine.set(data.username, data.typing);
   },
@@ -60,7 +73,10 @@ const handlers = {
   // reply also comes as a stream event to every tab of this user in the
   // room; showing it there too would show it twice in the tab that asked.
   reply: () => {},
-  ready: () => older.enable(),
+  ready: () => {
+    older.enable();
+    roomsPanel.refresh();
+  },
 };
 
 const stream = new RoomStream(room, {
@@ -123,15 +139,7 @@ const composer = new Composer({
   onTyping: (on) => api.setTyping(room, on).catch(() => {}),
 });
 
-// --- side panel: rooms, and the toggle that shows it on phones ---
-
-setupRooms({
-  room,
-  list: $("rooms"),
-  form: $("room-form"),
-  input: $("room-name"),
-  error: $("room-error"),
-});
+// --- side panel: the toggle that shows it on phones ---
 
 const toggle = $("sidebar-toggle");
 function showSidebar(open) {
