@@ -50,7 +50,7 @@ type App struct {
 	Broker    Broker
 	Presence  PresenceManager
 	Log       *slog.Logger
-	Streams   *StreamLimits
+	Streams   StreamSlots
 	store     Store
 	writer    *Writer
 	announcer *Announcer
@@ -116,6 +116,7 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 
 	lim := cfg.Limits
 	var (
+		streams       StreamSlots    = NewStreamLimits(lim)
 		messages      RateLimiter    = Unlimited{}
 		typists       RateLimiter    = Unlimited{}
 		registrations RateLimiter    = Unlimited{}
@@ -137,6 +138,7 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 		registrations = NewRedisRateLimiter(rdb, p, float64(lim.Registrations)/lim.RegisterWindow.Seconds(), lim.Registrations, log)
 		loginFailures = NewRedisFailureCounter(rdb, p, lim.LoginFailures, lim.LoginWindow, log)
 		addrFailures = NewRedisFailureCounter(rdb, p, lim.LoginFailures*addressFailureFactor, lim.LoginWindow, log)
+		streams = NewRedisStreamLimits(rdb, p, origin, lim, log)
 	default:
 		messages = NewMemoryRateLimiter(lim.MessageRate, lim.MessageBurst)
 		typists = NewMemoryRateLimiter(lim.TypingRate, 5)
@@ -144,6 +146,7 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 		loginFailures = NewMemoryFailureCounter(lim.LoginFailures, lim.LoginWindow)
 		addrFailures = NewMemoryFailureCounter(lim.LoginFailures*addressFailureFactor, lim.LoginWindow)
 	}
+	a.Streams = streams
 	accounts, err := NewAccounts(store, opts.BcryptCost, loginFailures, addrFailures, registrations)
 	if err != nil {
 		a.Close()
@@ -151,7 +154,6 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 	}
 	a.Accounts = accounts
 	a.Sessions = NewSessions(store, a.Hub)
-	a.Streams = NewStreamLimits(lim)
 	a.Chat = &Chat{
 		history: store, writer: a.writer, hub: a.Hub, presence: a.Presence, typing: a.typing,
 		commands: NewCommands(), accounts: accounts, messages: messages, typists: typists, log: log,
@@ -190,6 +192,9 @@ func (a *App) Close() { a.closeOnce.Do(a.close) }
 func (a *App) close() {
 	if a.cancel != nil {
 		a.cancel()
+	}
+	if s, ok := a.Streams.(interface{ Close() }); ok {
+		s.Close()
 	}
 	if a.limitsRedis != nil {
 		_ = a.limitsRedis.Close()

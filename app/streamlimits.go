@@ -1,9 +1,26 @@
 package app
 
 import (
+	"context"
 	"strconv"
 	"sync"
+	"time"
 )
+
+// StreamSlots caps open event streams per user and per client address.
+// Acquire takes a slot or returns a rate-limited error; release gives it
+// back and may be called more than once.
+type StreamSlots interface {
+	Acquire(ctx context.Context, userID int64, addr string) (release func(), err error)
+}
+
+func tooManyUserStreams(n int) *Error {
+	return rateLimited("too_many_streams", "You have too many open streams ("+strconv.Itoa(n)+"); close some tabs.", 5*time.Second)
+}
+
+func tooManyAddrStreams() *Error {
+	return rateLimited("too_many_streams", "Too many open streams from your address.", 5*time.Second)
+}
 
 // StreamLimits caps open streams per user and per client address on this
 // instance.
@@ -25,15 +42,15 @@ func NewStreamLimits(l Limits) *StreamLimits {
 
 // Acquire takes a stream slot, or returns a rate-limited error. Release
 // gives it back.
-func (l *StreamLimits) Acquire(userID int64, addr string) (release func(), err error) {
+func (l *StreamLimits) Acquire(_ context.Context, userID int64, addr string) (release func(), err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.enabled {
 		if l.perUser > 0 && l.byUser[userID] >= l.perUser {
-			return nil, rateLimited("too_many_streams", "You have too many open streams ("+strconv.Itoa(l.perUser)+"); close some tabs.", 5e9)
+			return nil, tooManyUserStreams(l.perUser)
 		}
 		if l.perAddr > 0 && l.byAddr[addr] >= l.perAddr {
-			return nil, rateLimited("too_many_streams", "Too many open streams from your address.", 5e9)
+			return nil, tooManyAddrStreams()
 		}
 	}
 	l.byUser[userID]++

@@ -8,7 +8,9 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +24,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"papo/e2e/client"
 )
 
 // registerAll registers users name0…name(n-1), user i on instance i%len,
@@ -613,4 +617,47 @@ func TestClusterThroughput(t *testing.T) {
 		writers, total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(),
 		n, total*n, lastAt.Sub(start).Round(time.Millisecond), float64(total*n)/lastAt.Sub(start).Seconds())
 	p.latencies(t, readers, func(i int) string { return servers[i%3].URL })
+}
+
+// TestClusterStreamCapsAreShared: with Redis, a user's stream cap counts
+// the streams on every instance, and a closed stream frees its slot for
+// any instance.
+func TestClusterStreamCapsAreShared(t *testing.T) {
+	db := newMariaDB(t)
+	redisURL, prefix := sharedRedis(t)
+	servers := startCluster(t, 2, db, redisURL, prefix, "PAPO_LIMITS=on", "PAPO_STREAMS_PER_USER=2")
+	a, b := servers[0], servers[1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+
+	ana := client.New(a.URL, nil)
+	if _, err := ana.Register(ctx, "capped", testPassword); err != nil {
+		t.Fatal(err)
+	}
+	open := func(s *Server) (*client.Stream, error) {
+		ana.Base = s.URL // the session cookie is good on every instance
+		st, err := ana.Open(ctx, "general", "")
+		if err == nil {
+			t.Cleanup(func() { _ = st.Close() })
+			_, err = st.Backlog()
+		}
+		return st, err
+	}
+	if _, err := open(a); err != nil {
+		t.Fatal(err)
+	}
+	onB, err := open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = open(a)
+	var apiErr *client.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusTooManyRequests || apiErr.Code != "too_many_streams" || apiErr.RetryAfter == "" {
+		t.Fatalf("a third stream, on a, with one on each instance: %v; want 429 too_many_streams with Retry-After", err)
+	}
+	_ = onB.Close()
+	waitFor(t, "the slot freed on b to be taken on a", func() bool {
+		_, err := open(a)
+		return err == nil
+	})
 }

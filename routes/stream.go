@@ -58,7 +58,7 @@ func (h *streamHandlers) events(c *gin.Context) {
 		return
 	}
 	user := userOf(c)
-	release, err := h.app.Streams.Acquire(user.ID, h.clients(c.Request))
+	release, err := h.app.Streams.Acquire(c.Request.Context(), user.ID, h.clients(c.Request))
 	if err != nil {
 		abortWith(c, err)
 		return

@@ -1,0 +1,98 @@
+package app
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestRedisStreamCapsAreClusterWide: two instances share the caps; an
+// instance keeps its slots by renewing them, and those of one that died
+// lapse; while Redis is unreachable each instance counts on its own.
+func TestRedisStreamCapsAreClusterWide(t *testing.T) {
+	url := requireRedis(t)
+	prefix := testPrefix(t, url)
+	proxy, proxied := newFlakyProxy(t, url)
+	log, logs := newTestLog(t)
+	const ttl = 600 * time.Millisecond
+	limits := Limits{Enabled: true, StreamsPerUser: 2, StreamsPerAddress: 3}
+	instance := func(name string) *RedisStreamLimits {
+		rdb, err := newRedisClient(proxied, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rdb.Close() })
+		s := newRedisStreamLimits(rdb, prefix, name, limits, ttl, log)
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b := instance("a"), instance("b")
+	ctx := context.Background()
+	take := func(s *RedisStreamLimits, user int64, addr string) func() {
+		t.Helper()
+		release, err := s.Acquire(ctx, user, addr)
+		if err != nil {
+			t.Fatalf("user %d from %s on %s: %v", user, addr, s.instance, err)
+		}
+		return release
+	}
+	refused := func(s *RedisStreamLimits, user int64, addr, why string) {
+		t.Helper()
+		release, err := s.Acquire(ctx, user, addr)
+		if err == nil {
+			release()
+			t.Fatalf("user %d from %s on %s was let in: %s", user, addr, s.instance, why)
+		}
+		if e := AsError(err); e.Code != "too_many_streams" || e.RetryAfter <= 0 {
+			t.Fatalf("refusal: %+v", e)
+		}
+	}
+
+	// Per user, over both instances.
+	take(a, 1, "10.0.0.1")
+	onB := take(b, 1, "10.0.0.2")
+	refused(a, 1, "10.0.0.3", "a third stream of a user capped at 2")
+	onB()
+	onB() // a second release is harmless
+	take(a, 1, "10.0.0.3")
+
+	// Per address, over both instances.
+	take(a, 2, "192.0.2.9")
+	take(b, 3, "192.0.2.9")
+	take(a, 4, "192.0.2.9")
+	refused(b, 5, "192.0.2.9", "a fourth stream from an address capped at 3")
+
+	// Renewed slots outlive the TTL.
+	time.Sleep(3 * ttl)
+	refused(b, 1, "10.0.0.4", "user 1 still holds two streams")
+
+	// An instance that stops renewing (as one killed would) loses its
+	// slots within the TTL: user 1 held one on a, and a is now gone.
+	a.Close()
+	eventually(t, 5*ttl, "the dead instance's slots to lapse", func() bool {
+		release, err := b.Acquire(ctx, 1, "10.0.0.5")
+		if err != nil {
+			return false
+		}
+		release()
+		return true
+	})
+
+	// Redis unreachable: counted here, not refused, and logged once.
+	proxy.cut()
+	r1 := take(b, 9, "198.51.100.1")
+	take(b, 9, "198.51.100.1")
+	refused(b, 9, "198.51.100.1", "the local count still caps while Redis is down")
+	r1()
+	if logs.count("redis unreachable") != 1 {
+		t.Fatalf("the outage was logged %d times, want once", logs.count("redis unreachable"))
+	}
+	proxy.restore()
+	eventually(t, 10*time.Second, "the caps to use Redis again", func() bool {
+		release, err := b.Acquire(ctx, 10, "198.51.100.2")
+		if err == nil {
+			release()
+		}
+		return logs.count("redis reachable again") == 1
+	})
+}
