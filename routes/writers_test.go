@@ -123,11 +123,12 @@ func fromUser(t *testing.T, st *client.Stream, user string, want []int64) (got [
 	}
 }
 
-func TestStalledStreamCatchesUpInOrder(t *testing.T) {
-	s := newTestServer(t, storeSQLite(t), withQueue(1<<16))
-	ctx := ctxT(t)
+// stalledStream opens #general for a new user with a small receive window
+// and reads it up to ready; the caller then leaves it unread.
+func stalledStream(t *testing.T, s *testServer) (*client.Client, *client.Stream) {
+	t.Helper()
 	slow := smallWindowUser(t, s, "stalled")
-	st, err := slow.Open(ctx, "general", "")
+	st, err := slow.Open(ctxT(t), "general", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +136,13 @@ func TestStalledStreamCatchesUpInOrder(t *testing.T) {
 	if _, err := st.Backlog(); err != nil {
 		t.Fatal(err)
 	}
+	return slow, st
+}
+
+func TestStalledStreamCatchesUpInOrder(t *testing.T) {
+	s := newTestServer(t, storeSQLite(t), withQueue(1<<16))
+	ctx := ctxT(t)
+	_, st := stalledStream(t, s)
 	// The stream is not read from here on.
 	writer := s.user(t, "writer")
 	posted := postUntil(t, ctx, writer, func() bool {
@@ -156,15 +164,7 @@ func TestStalledStreamCatchesUpInOrder(t *testing.T) {
 func TestStalledStreamIsDroppedWhileTheRoomGoesOn(t *testing.T) {
 	s := newTestServer(t, storeSQLite(t), withQueue(4))
 	ctx := ctxT(t)
-	slow := smallWindowUser(t, s, "stalled")
-	st, err := slow.Open(ctx, "general", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	if _, err := st.Backlog(); err != nil {
-		t.Fatal(err)
-	}
+	slow, st := stalledStream(t, s)
 	fast := watch(t, s.user(t, "reader"), "general", "")
 	fast.untilReady()
 
