@@ -10,8 +10,8 @@ import (
 
 // UserRef names the user behind a request or a stream.
 type UserRef struct {
-	ID   int64
-	Name string
+	ID   int64  `json:"id"`
+	Name string `json:"name"`
 }
 
 // Message is a stored message as clients see it.

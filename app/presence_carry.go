@@ -34,24 +34,13 @@ type PresenceSnapshots interface {
 
 // presenceAtStop is the stored form: who was online in which room.
 type presenceAtStop struct {
-	SavedAt time.Time              `json:"saved_at"`
-	Rooms   map[string][]presentAt `json:"rooms"`
-}
-
-type presentAt struct {
-	ID   int64  `json:"id"`
-	Name string `json:"name"`
+	SavedAt time.Time            `json:"saved_at"`
+	Rooms   map[string][]UserRef `json:"rooms"`
 }
 
 // savePresence stores p's online users.
 func savePresence(ctx context.Context, store PresenceSnapshots, p *MemoryPresence, now time.Time) error {
-	snap := presenceAtStop{SavedAt: now.UTC(), Rooms: map[string][]presentAt{}}
-	for room, users := range p.Snapshot() {
-		for _, u := range users {
-			snap.Rooms[room] = append(snap.Rooms[room], presentAt{ID: u.ID, Name: u.Name})
-		}
-	}
-	raw, err := json.Marshal(snap)
+	raw, err := json.Marshal(presenceAtStop{SavedAt: now.UTC(), Rooms: p.Snapshot()})
 	if err != nil {
 		return err
 	}
@@ -73,17 +62,14 @@ func restorePresence(ctx context.Context, store PresenceSnapshots, p *MemoryPres
 	if age := now.Sub(snap.SavedAt); age < 0 || age > presenceCarryMax {
 		return 0, nil
 	}
-	rooms := make(map[string][]UserRef, len(snap.Rooms))
 	n := 0
 	for room, users := range snap.Rooms {
 		if CheckRoom(room) != nil {
+			delete(snap.Rooms, room)
 			continue
 		}
-		for _, u := range users {
-			rooms[room] = append(rooms[room], UserRef{ID: u.ID, Name: u.Name})
-			n++
-		}
+		n += len(users)
 	}
-	p.Restore(rooms)
+	p.Restore(snap.Rooms)
 	return n, nil
 }

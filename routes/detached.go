@@ -75,7 +75,7 @@ func (h *streamHandlers) detach(c *gin.Context, st *app.Stream, release func()) 
 	}
 	h.detached.Add(1)
 	s.unwatch = h.hangups.watch(conn, func() { h.app.Hub.Unsubscribe(s.sub) })
-	s.busy.Store(true)
+	// Nothing else writes yet: the writers learn of the stream at OnReady.
 	if !s.writeOpening(head) {
 		s.end(false)
 		return true
@@ -87,7 +87,6 @@ func (h *streamHandlers) detach(c *gin.Context, st *app.Stream, release func()) 
 		s.kick = make(chan struct{}, 1)
 		go s.pump()
 	}
-	s.busy.Store(false)
 	s.sub.OnReady(s.wake)
 	return true
 }

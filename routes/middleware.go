@@ -24,8 +24,8 @@ const (
 
 // requestLog gives every request an id (X-Request-Id, taken from the
 // client when it is sane) and a logger that carries it, and logs the
-// request when it ends.
-func requestLog(log *slog.Logger, observe func(route, method string, status int, d time.Duration)) gin.HandlerFunc {
+// request when it ends, with the client's address as clients tells it.
+func requestLog(log *slog.Logger, clients func(*http.Request) string, observe func(route, method string, status int, d time.Duration)) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		id := c.GetHeader("X-Request-Id")
@@ -41,7 +41,7 @@ func requestLog(log *slog.Logger, observe func(route, method string, status int,
 		if route == "" {
 			route = "unmatched"
 		}
-		method, path, status, client := c.Request.Method, c.Request.URL.Path, c.Writer.Status(), c.ClientIP()
+		method, path, status, client := c.Request.Method, c.Request.URL.Path, c.Writer.Status(), clients(c.Request)
 		finish := func(size int) {
 			d := time.Since(start)
 			observe(route, method, status, d)

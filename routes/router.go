@@ -40,7 +40,7 @@ func New(ctx context.Context, a *app.App, assets fs.FS) (*Handler, error) {
 	r.HandleMethodNotAllowed = false
 	r.RemoteIPHeaders = nil // client addresses come from clientAddr, which trusts only configured proxies
 	_ = r.SetTrustedProxies(nil)
-	r.Use(requestLog(a.Log, m.observe), recovery, securityHeaders, ginsessions.Sessions(sessionCookie, store))
+	r.Use(requestLog(a.Log, clients, m.observe), recovery, securityHeaders, ginsessions.Sessions(sessionCookie, store))
 	r.NoRoute(func(c *gin.Context) { abortStatus(c, http.StatusNotFound, "not_found", "No such route.") })
 
 	acc := &accountHandlers{app: a, store: store, pages: pg, trusted: clients}
