@@ -44,7 +44,7 @@ func writeNonblocking(raw syscall.RawConn, b []byte) (int, error) {
 	)
 	err := raw.Write(func(fd uintptr) bool {
 		for n < len(b) {
-			m, err := syscall.Write(int(fd), b[n:])
+			m, err := sysWrite(int(fd), b[n:])
 			if m > 0 {
 				n += m
 				continue

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // On Linux the streams are read by epoll loops rather than by a goroutine
@@ -171,7 +172,10 @@ func (l *epollLoop) run() {
 	events := make([]syscall.EpollEvent, loopEvents)
 	buf := make([]byte, loopReadBuf)
 	for {
-		n, err := syscall.EpollWait(l.epfd, events, loopWaitMS)
+		n, err := pollNow(l.epfd, events)
+		if n == 0 && err == nil {
+			n, err = syscall.EpollWait(l.epfd, events, loopWaitMS)
+		}
 		if err != nil && err != syscall.EINTR {
 			l.mu.Lock()
 			l.stopLocked(os.NewSyscallError("epoll_wait", err))
@@ -193,7 +197,7 @@ func (l *epollLoop) run() {
 			// One read per wake: the level-triggered wait reports the
 			// socket again if it holds more, so no read is spent on
 			// learning that it is empty.
-			nr, err := syscall.Read(st.fd, buf)
+			nr, err := rawRead(st.fd, buf)
 			at := now()
 			switch {
 			case nr > 0:
@@ -274,4 +278,27 @@ func resetClose(fd int) {
 // reported are those of the goroutine reader.
 func readErr(c net.Conn, err error) error {
 	return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// pollNow and rawRead are epoll_wait with no timeout and read(2) on a
+// non-blocking socket, made without telling the scheduler: neither can
+// block, and announcing them as syscalls lets the runtime's monitor hand
+// the loop's P to another thread mid-call, thousands of times a second,
+// which costs more than the calls. Only a wait that may sleep is made as
+// a syscall.
+func pollNow(epfd int, events []syscall.EpollEvent) (int, error) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func rawRead(fd int, buf []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
 }
