@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -115,17 +116,30 @@ func (w *Writer) run() {
 				return
 			}
 		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-w.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
+		batch = w.fill(batch)
 		w.commit(batch)
 	}
+}
+
+// fill adds to batch what is waiting. Before it settles it yields the
+// CPU, as long as that brings more: under load the handlers that are about
+// to submit get to, and one commit takes them all, where committing at
+// once would store one message, then the next. A commit costs far more
+// than a yield; when nothing else is runnable a yield returns at once.
+func (w *Writer) fill(batch []*writeReq) []*writeReq {
+	for len(batch) < maxBatch {
+		select {
+		case r := <-w.reqs:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		runtime.Gosched()
+		if len(w.reqs) == 0 {
+			return batch
+		}
+	}
+	return batch
 }
 
 func (w *Writer) commit(batch []*writeReq) {

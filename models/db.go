@@ -62,6 +62,9 @@ func sqliteTarget(path string) Target {
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	// The statement journal of a multi-row INSERT stays in memory rather
+	// than spilling to a temporary file (one write(2) per page).
+	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Set("_txlock", "immediate")
 	return Target{Dialect: SQLite, DSN: "file:" + path + "?" + q.Encode(), Path: path}
 }
@@ -89,7 +92,16 @@ func mysqlTarget(raw string) (Target, error) {
 	cfg.Collation = "utf8mb4_unicode_ci"
 	cfg.Timeout = 5 * time.Second
 	cfg.Params = map[string]string{"charset": "utf8mb4"}
+	// Arguments are escaped by the driver, so a statement is one round
+	// trip rather than prepare, execute and close: the writer's statements
+	// run while the sequence row is locked. ?interpolateParams=false in
+	// the URL turns it off.
+	cfg.InterpolateParams = true
 	for k, vs := range u.Query() {
+		if k == "interpolateParams" {
+			cfg.InterpolateParams = vs[len(vs)-1] == "true"
+			continue
+		}
 		cfg.Params[k] = vs[len(vs)-1]
 	}
 	return Target{Dialect: MySQL, DSN: cfg.FormatDSN()}, nil

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // InsertMessages stores a batch of messages in one transaction and gives
@@ -32,19 +31,14 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 		return nil
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		n := int64(len(msgs))
-		if err := tx.Exec("UPDATE sequences SET value = value + ? WHERE name = ?", n, messageSequence).Error; err != nil {
-			return fmt.Errorf("advancing the sequence: %w", err)
+		first, err := s.takeIDs(tx, int64(len(msgs)))
+		if err != nil {
+			return err
 		}
-		var last int64
-		if err := tx.Raw("SELECT value FROM sequences WHERE name = ?", messageSequence).Scan(&last).Error; err != nil {
-			return fmt.Errorf("reading the sequence: %w", err)
-		}
-		first := last - n + 1
 		for i, m := range msgs {
 			m.ID = first + int64(i)
 		}
-		if err := tx.Omit(clause.Associations).CreateInBatches(msgs, 500).Error; err != nil {
+		if err := insertRows(tx, msgs); err != nil {
 			return fmt.Errorf("inserting messages: %w", err)
 		}
 		return bumpCounts(tx, msgs)
@@ -56,6 +50,56 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 		return err
 	}
 	return nil
+}
+
+// takeIDs advances the message sequence by n and returns the first of the
+// n ids it reserved.
+func (s *Store) takeIDs(tx *gorm.DB, n int64) (int64, error) {
+	var last int64
+	if s.dialect == SQLite {
+		// One statement instead of two: SQLite has UPDATE ... RETURNING.
+		err := tx.Raw("UPDATE sequences SET value = value + ? WHERE name = ? RETURNING value", n, messageSequence).Scan(&last).Error
+		if err != nil {
+			return 0, fmt.Errorf("advancing the sequence: %w", err)
+		}
+		return last - n + 1, nil
+	}
+	if err := tx.Exec("UPDATE sequences SET value = value + ? WHERE name = ?", n, messageSequence).Error; err != nil {
+		return 0, fmt.Errorf("advancing the sequence: %w", err)
+	}
+	if err := tx.Raw("SELECT value FROM sequences WHERE name = ?", messageSequence).Scan(&last).Error; err != nil {
+		return 0, fmt.Errorf("reading the sequence: %w", err)
+	}
+	return last - n + 1, nil
+}
+
+const (
+	messageColumns = "(id, room, kind, user_id, username, to_user_id, to_username, event, body, created_at)"
+	messageRow     = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	// insertChunk bounds the rows of one multi-row INSERT (10 parameters
+	// each, well inside every driver's placeholder limit).
+	insertChunk = 256
+)
+
+// insertRows writes the batch's rows in multi-row INSERTs, built here
+// rather than by GORM's Create, which walks every row's struct by
+// reflection and runs its callbacks while the sequence row is locked.
+func insertRows(tx *gorm.DB, msgs []*Message) error {
+	for chunk := range slices.Chunk(msgs, insertChunk) {
+		args := make([]any, 0, 10*len(chunk))
+		for _, m := range chunk {
+			args = messageArgs(args, m)
+		}
+		sql := "INSERT INTO messages " + messageColumns + " VALUES " + messageRow + strings.Repeat(", "+messageRow, len(chunk)-1)
+		if err := tx.Exec(sql, args...).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func messageArgs(args []any, m *Message) []any {
+	return append(args, m.ID, m.Room, m.Kind, m.UserID, m.Username, m.ToUserID, m.ToUsername, m.Event, m.Body, m.CreatedAt)
 }
 
 // Counted reports whether a message of this kind adds to its sender's

@@ -45,10 +45,14 @@ func TestParseDatabaseURL(t *testing.T) {
 		}
 	}
 	got, _ := models.ParseDatabaseURL("mysql://root:p%40ss@db/papo")
-	for _, want := range []string{"root:p@ss@tcp(db:3306)/papo", "parseTime=true", "charset=utf8mb4"} {
+	for _, want := range []string{"root:p@ss@tcp(db:3306)/papo", "parseTime=true", "charset=utf8mb4", "interpolateParams=true"} {
 		if !strings.Contains(got.DSN, want) {
 			t.Errorf("DSN %q lacks %q", got.DSN, want)
 		}
+	}
+	got, _ = models.ParseDatabaseURL("mysql://root@db/papo?interpolateParams=false")
+	if strings.Contains(got.DSN, "interpolateParams") {
+		t.Errorf("DSN %q interpolates though the URL said not to", got.DSN)
 	}
 }
 
@@ -99,7 +103,10 @@ func TestMigrationsAreIdempotentAndConcurrent(t *testing.T) {
 func TestUnicodeRoundTrips(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, s *models.Store) {
 		u := newUser(t, s, "ana")
-		texts := []string{"emoji 👋🏽🇧🇷", "CJK 𠜎𠝹 (4-byte)", "RTL \u202eevil\u202c", "zero\u200bwidth", "combining e\u0301", "tab\tnew\nline"}
+		// Quotes, backslashes and placeholders matter on MySQL, where the
+		// driver writes the arguments into the statement itself.
+		texts := []string{"emoji 👋🏽🇧🇷", "CJK 𠜎𠝹 (4-byte)", "RTL \u202eevil\u202c", "zero\u200bwidth", "combining e\u0301", "tab\tnew\nline",
+			`it's "quoted" \' \\ back\slash`, "'); DELETE FROM messages; --", "? ?? $1 :name %s %% _"}
 		var msgs []*models.Message
 		for _, text := range texts {
 			msgs = append(msgs, &models.Message{Room: "general", Kind: models.KindUser, UserID: u.ID, Username: u.Username, Body: text, CreatedAt: time.Now().UTC()})
@@ -111,12 +118,110 @@ func TestUnicodeRoundTrips(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(back) != len(texts) {
+			t.Fatalf("read back %d messages, want %d", len(back), len(texts))
+		}
 		for i, m := range back {
 			if m.Body != texts[i] {
 				t.Errorf("stored %q, read back %q", texts[i], m.Body)
 			}
 		}
 	})
+}
+
+// TestInsertedRowsReadBackWhole: every column the writer inserts comes
+// back as it was given, for each kind of message.
+func TestInsertedRowsReadBackWhole(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		ana, bia := newUser(t, s, "ana"), newUser(t, s, "bia")
+		at := time.Date(2026, 11, 28, 21, 4, 5, 123_000_000, time.UTC)
+		want := []models.Message{
+			{Room: "general", Kind: models.KindSystem, Event: "join", UserID: ana.ID, Username: "ana", Body: "ana joined the chat", CreatedAt: at},
+			{Room: "general", Kind: models.KindUser, UserID: ana.ID, Username: "ana", Body: "hello", CreatedAt: at.Add(time.Millisecond)},
+			{Room: "general", Kind: models.KindPrivate, UserID: ana.ID, Username: "ana", ToUserID: &bia.ID, ToUsername: "bia", Body: "psst", CreatedAt: at.Add(2 * time.Millisecond)},
+			{Room: "general", Kind: models.KindAction, UserID: bia.ID, Username: "bia", Body: "waves", CreatedAt: at.Add(3 * time.Millisecond)},
+		}
+		msgs := make([]*models.Message, len(want))
+		for i := range want {
+			m := want[i]
+			msgs[i] = &m
+		}
+		if err := s.InsertMessages(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+		back, err := s.MessagesAfter(ctx, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(back) != len(want) {
+			t.Fatalf("read back %d messages, want %d", len(back), len(want))
+		}
+		for i, got := range back {
+			w := want[i]
+			w.ID = msgs[i].ID
+			if w.ID != int64(i+1) {
+				t.Errorf("message %d got id %d, want %d", i, w.ID, i+1)
+			}
+			got.CreatedAt = got.CreatedAt.UTC()
+			if fmt.Sprint(deref(got)) != fmt.Sprint(deref(w)) {
+				t.Errorf("message %d read back\n%+v\nwant\n%+v", i, deref(got), deref(w))
+			}
+		}
+		for _, c := range []struct {
+			user *models.User
+			want int64
+		}{{ana, 2}, {bia, 1}} {
+			u, err := s.UserByName(ctx, c.user.Username)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.MessageCount != c.want {
+				t.Errorf("%s has message_count %d, want %d", u.Username, u.MessageCount, c.want)
+			}
+		}
+	})
+}
+
+// deref shows a message with its recipient's id rather than a pointer.
+func deref(m models.Message) string {
+	to := "nil"
+	if m.ToUserID != nil {
+		to = fmt.Sprint(*m.ToUserID)
+	}
+	return fmt.Sprintf("id=%d room=%s kind=%s event=%s user=%d/%s to=%s/%s body=%q at=%s",
+		m.ID, m.Room, m.Kind, m.Event, m.UserID, m.Username, to, m.ToUsername, m.Body, m.CreatedAt.Format(time.RFC3339Nano))
+}
+
+// BenchmarkInsertMessages is the writer's commit on SQLite: batches of 20
+// messages, each to one of 1,000 rooms, as under the store load.
+func BenchmarkInsertMessages(b *testing.B) {
+	s := modelstest.Open(b, models.SQLite)
+	ctx := context.Background()
+	var users []*models.User
+	for i := range 100 {
+		u := &models.User{Username: fmt.Sprintf("user%03d", i), PasswordHash: "x", CreatedAt: time.Now().UTC()}
+		if err := s.CreateUser(ctx, u); err != nil {
+			b.Fatal(err)
+		}
+		users = append(users, u)
+	}
+	const batch = 20
+	msgs := make([]*models.Message, batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		for j := range msgs {
+			n := i*batch + j
+			u := users[n%len(users)]
+			msgs[j] = &models.Message{Room: fmt.Sprintf("room%d", n%1000), Kind: models.KindUser, UserID: u.ID, Username: u.Username,
+				Body: "a message of an ordinary length, about as long as people write", CreatedAt: time.Now().UTC()}
+		}
+		if err := s.InsertMessages(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch)/1000, "µs/message")
 }
 
 // TestSequenceIsGaplessInCommitOrder: concurrent batches from several
