@@ -37,8 +37,10 @@ type Writer struct {
 	batchSizes func(n int)
 
 	// unpublished counts the messages not published since the broker
-	// began failing; owned by the writer goroutine.
+	// began failing; lastBatch is the size of the last commit. Both are
+	// owned by the writer goroutine.
 	unpublished int
+	lastBatch   int
 }
 
 type writeReq struct {
@@ -117,15 +119,17 @@ func (w *Writer) run() {
 			}
 		}
 		batch = w.fill(batch)
+		w.lastBatch = len(batch)
 		w.commit(batch)
 	}
 }
 
-// fill adds to batch what is waiting. Before it settles it yields the
-// CPU, as long as that brings more: under load the handlers that are about
-// to submit get to, and one commit takes them all, where committing at
-// once would store one message, then the next. A commit costs far more
-// than a yield; when nothing else is runnable a yield returns at once.
+// fill adds to batch what is waiting. When the last commit took more
+// than one message, posts are arriving faster than commits, and before it
+// settles it yields the CPU as long as that brings more: the handlers that
+// are about to submit get to, and one commit takes them all. At a trickle
+// it commits at once, since a yield on a busy CPU can wait behind other
+// goroutines for milliseconds.
 func (w *Writer) fill(batch []*writeReq) []*writeReq {
 	for len(batch) < maxBatch {
 		select {
@@ -133,6 +137,9 @@ func (w *Writer) fill(batch []*writeReq) []*writeReq {
 			batch = append(batch, r)
 			continue
 		default:
+		}
+		if w.lastBatch < 2 {
+			return batch
 		}
 		runtime.Gosched()
 		if len(w.reqs) == 0 {

@@ -193,10 +193,15 @@ func deref(m models.Message) string {
 		m.ID, m.Room, m.Kind, m.Event, m.UserID, m.Username, to, m.ToUsername, m.Body, m.CreatedAt.Format(time.RFC3339Nano))
 }
 
-// BenchmarkInsertMessages is the writer's commit on SQLite: batches of 20
-// messages, each to one of 1,000 rooms, as under the store load.
+// BenchmarkInsertMessages is the writer's commit: batches of 50 messages,
+// each to one of 1,000 rooms, as under the store load.
 func BenchmarkInsertMessages(b *testing.B) {
-	s := modelstest.Open(b, models.SQLite)
+	for _, d := range modelstest.Dialects {
+		b.Run(string(d), func(b *testing.B) { benchmarkInsertMessages(b, modelstest.Open(b, d)) })
+	}
+}
+
+func benchmarkInsertMessages(b *testing.B, s *models.Store) {
 	ctx := context.Background()
 	var users []*models.User
 	for i := range 100 {
@@ -206,7 +211,7 @@ func BenchmarkInsertMessages(b *testing.B) {
 		}
 		users = append(users, u)
 	}
-	const batch = 20
+	const batch = 50
 	msgs := make([]*models.Message, batch)
 	b.ReportAllocs()
 	b.ResetTimer()
