@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -24,27 +25,20 @@ type postRec struct {
 	err      bool
 }
 
-// poster sends messages over a keep-alive pool, form-encoded, reading only
-// the id out of the answer.
+// poster sends messages, form-encoded, reading only the id out of the
+// answer. Each sending goroutine owns its connections (postConns): a
+// request is written as bytes and its answer read with http.ReadResponse,
+// which costs a fraction of what http.Client does per request (its
+// Transport runs two goroutines per connection and hands every request
+// and answer between them), and the tool shares its cores with the server.
 type poster struct {
-	cfg  *config
-	hc   *http.Client
-	pad  string
-	bufs sync.Pool
+	cfg *config
+	hc  *http.Client // for the odd GET
+	pad string
 }
 
 func newPoster(cfg *config) *poster {
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		DialContext:         d.DialContext,
-		MaxIdleConnsPerHost: cfg.posters + 4,
-		MaxConnsPerHost:     cfg.posters + 4,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	p := &poster{cfg: cfg, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
-	p.bufs.New = func() any { return new(bytes.Buffer) }
-	return p
+	return &poster{cfg: cfg, hc: &http.Client{Timeout: 30 * time.Second}}
 }
 
 // body is the form for message seq: "papoload #SEQ xxxx…", -size long.
@@ -61,33 +55,116 @@ func (p *poster) body(seq int) string {
 
 var idKey = []byte(`"id":`)
 
-// post sends one message to room on u as acct and returns what happened.
-func (p *poster) post(ctx context.Context, u *url.URL, room string, acct account, body string) postRec {
-	r := postRec{sent: now()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String()+"/rooms/"+room+"/messages", strings.NewReader(body))
-	if err != nil {
-		r.err = true
-		return r
+// postConns are one sending goroutine's keep-alive connections, one per
+// instance; not safe for concurrent use.
+type postConns struct {
+	byHost map[string]*postConn
+	req    []byte
+	answer []byte
+}
+
+type postConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func newPostConns() *postConns { return &postConns{byHost: map[string]*postConn{}} }
+
+// close closes every connection.
+func (pc *postConns) close() {
+	for host, c := range pc.byHost {
+		c.c.Close()
+		delete(pc.byHost, host)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Cookie", acct.Cookie)
-	resp, err := p.hc.Do(req)
-	if err != nil {
-		r.answered, r.err = now(), true
-		return r
+}
+
+// postTimeout bounds one request and its answer.
+const postTimeout = 30 * time.Second
+
+// do sends req to host and returns the answer's status and body. A
+// connection that fails or that the server closes is dropped; the next
+// request dials again. A request on a kept connection that fails before
+// any answer is retried once on a new one, as http.Client does (the
+// server may have closed it idle).
+func (pc *postConns) do(ctx context.Context, host string, req []byte) (int, []byte, error) {
+	for attempt := 0; ; attempt++ {
+		c, reused, err := pc.conn(ctx, host)
+		if err != nil {
+			return 0, nil, err
+		}
+		status, body, keep, err := pc.roundTrip(c, req)
+		if !keep || err != nil {
+			c.c.Close()
+			delete(pc.byHost, host)
+		}
+		if err != nil && status == 0 && reused && attempt == 0 {
+			continue
+		}
+		return status, body, err
 	}
-	buf := p.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
+}
+
+func (pc *postConns) conn(ctx context.Context, host string) (*postConn, bool, error) {
+	if c := pc.byHost[host]; c != nil {
+		return c, true, nil
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, false, err
+	}
+	c := &postConn{c: nc, br: bufio.NewReaderSize(nc, 4096)}
+	pc.byHost[host] = c
+	return c, false, nil
+}
+
+func (pc *postConns) roundTrip(c *postConn, req []byte) (status int, body []byte, keep bool, err error) {
+	_ = c.c.SetDeadline(time.Now().Add(postTimeout))
+	if _, err := c.c.Write(req); err != nil {
+		return 0, nil, false, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	pc.answer = pc.answer[:0]
+	buf := bytes.NewBuffer(pc.answer)
 	_, err = io.Copy(buf, resp.Body)
 	resp.Body.Close()
-	r.answered = now()
-	r.status = resp.StatusCode
-	if err != nil || resp.StatusCode != http.StatusCreated {
+	pc.answer = buf.Bytes()
+	return resp.StatusCode, pc.answer, err == nil && !resp.Close, err
+}
+
+// request is the HTTP/1.1 POST of body to room on u as acct.
+func (pc *postConns) request(u *url.URL, room string, acct account, body string) []byte {
+	b := pc.req[:0]
+	b = append(b, "POST "...)
+	b = append(b, u.Path...)
+	b = append(b, "/rooms/"...)
+	b = append(b, room...)
+	b = append(b, "/messages HTTP/1.1\r\nHost: "...)
+	b = append(b, u.Host...)
+	b = append(b, "\r\nContent-Type: application/x-www-form-urlencoded\r\nCookie: "...)
+	b = append(b, acct.Cookie...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	pc.req = b
+	return b
+}
+
+// post sends one message to room on u as acct over conns and returns
+// what happened.
+func (p *poster) post(ctx context.Context, conns *postConns, u *url.URL, room string, acct account, body string) postRec {
+	r := postRec{sent: now()}
+	status, answer, err := conns.do(ctx, u.Host, conns.request(u, room, acct, body))
+	r.answered, r.status = now(), status
+	if err != nil || status != http.StatusCreated {
 		r.err = true
-	} else if i := bytes.Index(buf.Bytes(), idKey); i >= 0 {
-		r.id = parseLeadingInt(buf.Bytes()[i+len(idKey):])
+	} else if i := bytes.Index(answer, idKey); i >= 0 {
+		r.id = parseLeadingInt(answer[i+len(idKey):])
 	}
-	p.bufs.Put(buf)
 	return r
 }
 
@@ -118,9 +195,11 @@ func (p *poster) runRate(ctx context.Context, rate float64, duration time.Durati
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			conns := newPostConns()
+			defer conns.close()
 			for i := range jobs {
 				u, room, acct := target(i)
-				recs[i] = p.post(ctx, u, room, acct, p.body(i))
+				recs[i] = p.post(ctx, conns, u, room, acct, p.body(i))
 				sent[i] = true
 			}
 		}()

@@ -132,12 +132,14 @@ func runFanout(ctx context.Context, cfg *config) error {
 	set.record.Store(true)
 	var posts []postRec
 	incomplete := 0
+	conns := newPostConns()
+	defer conns.close()
 	for m := range cfg.messages {
 		if ctx.Err() != nil {
 			break
 		}
 		base := set.received.Load()
-		r := p.post(ctx, cfg.urls[m%len(cfg.urls)], cfg.room, accts[m%len(accts)], p.body(m))
+		r := p.post(ctx, conns, cfg.urls[m%len(cfg.urls)], cfg.room, accts[m%len(accts)], p.body(m))
 		posts = append(posts, r)
 		deadline := time.Now().Add(cfg.wait)
 		for set.received.Load() < base+set.alive() && time.Now().Before(deadline) && ctx.Err() == nil {
