@@ -92,7 +92,11 @@ func (pc *postConns) do(ctx context.Context, host string, req []byte) (int, []by
 		if err != nil {
 			return 0, nil, err
 		}
-		status, body, keep, err := pc.roundTrip(c, req)
+		deadline := time.Now().Add(postTimeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d // the run's -timeout
+		}
+		status, body, keep, err := pc.roundTrip(c, req, deadline)
 		if !keep || err != nil {
 			c.c.Close()
 			delete(pc.byHost, host)
@@ -118,8 +122,8 @@ func (pc *postConns) conn(ctx context.Context, host string) (*postConn, bool, er
 	return c, false, nil
 }
 
-func (pc *postConns) roundTrip(c *postConn, req []byte) (status int, body []byte, keep bool, err error) {
-	_ = c.c.SetDeadline(time.Now().Add(postTimeout))
+func (pc *postConns) roundTrip(c *postConn, req []byte, deadline time.Time) (status int, body []byte, keep bool, err error) {
+	_ = c.c.SetDeadline(deadline)
 	if _, err := c.c.Write(req); err != nil {
 		return 0, nil, false, err
 	}

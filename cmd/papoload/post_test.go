@@ -16,7 +16,6 @@ import (
 // the stored message with the next id, once it has checked what a real
 // server would refuse.
 type fakeRoom struct {
-	t       *testing.T
 	nextID  atomic.Int64
 	mu      sync.Mutex
 	bodies  []string
