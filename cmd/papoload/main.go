@@ -309,16 +309,6 @@ func parseSources(s string, streams int) ([]net.IP, error) {
 	return out, nil
 }
 
-// selfCPU is the load tool's own CPU time, to show what it took from the
-// machine it shares with the server.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func machineLine() string {
 	return fmt.Sprintf("load tool: GOMAXPROCS=%d, %s", runtime.GOMAXPROCS(0), runtime.Version())
 }

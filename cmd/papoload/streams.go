@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -159,7 +158,7 @@ func (set *streamSet) closeAll() {
 // run dials stream st and writes its request, then hands it to the reader.
 func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, room, cursor string, acct account, src net.IP) {
 	st.startAt = now()
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}, Control: bindNoPort}
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}, Control: dialControl}
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		st.finish(err)
@@ -274,20 +273,6 @@ func (st *stream) readConn() {
 			return
 		}
 	}
-}
-
-// ipBindAddressNoPort is IP_BIND_ADDRESS_NO_PORT (Linux 4.2+): binding
-// to a source address then leaves the port to connect(), which may reuse
-// ports in TIME_WAIT from earlier runs and needs only the whole 4-tuple to
-// be unique. Without it, bind() searches the ephemeral range for a port
-// free on every destination, which grows slow with tens of thousands of
-// sockets in TIME_WAIT.
-const ipBindAddressNoPort = 24
-
-func bindNoPort(_, _ string, c syscall.RawConn) error {
-	return c.Control(func(fd uintptr) {
-		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
-	})
 }
 
 // alive counts the streams that are ready and have not been dropped.
