@@ -58,21 +58,33 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 // LAST_INSERT_ID(expr), sparing a SELECT's round trip while the row is
 // locked.
 func (s *Store) takeIDs(tx *gorm.DB, n int64) (int64, error) {
-	var last int64
+	var (
+		last    int64
+		updated int64
+	)
 	if s.dialect == SQLite {
-		err := tx.Raw("UPDATE sequences SET value = value + ? WHERE name = ? RETURNING value", n, messageSequence).Scan(&last).Error
+		q := tx.Raw("UPDATE sequences SET value = value + ? WHERE name = ? RETURNING value", n, messageSequence).Scan(&last)
+		if q.Error != nil {
+			return 0, fmt.Errorf("advancing the sequence: %w", q.Error)
+		}
+		updated = q.RowsAffected
+	} else {
+		res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context,
+			"UPDATE sequences SET value = LAST_INSERT_ID(value + ?) WHERE name = ?", n, messageSequence)
+		if err == nil {
+			updated, err = res.RowsAffected()
+		}
+		if err == nil {
+			last, err = res.LastInsertId()
+		}
 		if err != nil {
 			return 0, fmt.Errorf("advancing the sequence: %w", err)
 		}
-		return last - n + 1, nil
 	}
-	res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context,
-		"UPDATE sequences SET value = LAST_INSERT_ID(value + ?) WHERE name = ?", n, messageSequence)
-	if err == nil {
-		last, err = res.LastInsertId()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("advancing the sequence: %w", err)
+	// Without the row, LAST_INSERT_ID would still answer: with whatever
+	// this connection set last, handing out ids already given.
+	if updated != 1 || last < n {
+		return 0, fmt.Errorf("advancing the sequence: the %q row is missing (%d updated)", messageSequence, updated)
 	}
 	return last - n + 1, nil
 }

@@ -129,6 +129,36 @@ func TestUnicodeRoundTrips(t *testing.T) {
 	})
 }
 
+// TestMissingSequenceStoresNothing: without its sequence row the store
+// refuses batches rather than hand out ids it cannot vouch for (on MySQL,
+// LAST_INSERT_ID would answer with the connection's last value).
+func TestMissingSequenceStoresNothing(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		u := newUser(t, s, "ana")
+		msg := func() []*models.Message {
+			return []*models.Message{{Room: "general", Kind: models.KindUser, UserID: u.ID, Username: "ana", Body: "hi", CreatedAt: time.Now().UTC()}}
+		}
+		if err := s.InsertMessages(ctx, msg()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DB().Exec("DELETE FROM sequences").Error; err != nil {
+			t.Fatal(err)
+		}
+		batch := msg()
+		if err := s.InsertMessages(ctx, batch); err == nil {
+			t.Fatalf("a batch was stored without the sequence row, with id %d", batch[0].ID)
+		}
+		if batch[0].ID != 0 {
+			t.Errorf("the refused message kept id %d", batch[0].ID)
+		}
+		var stored int64
+		if err := s.DB().Model(&models.Message{}).Count(&stored).Error; err != nil || stored != 1 {
+			t.Errorf("%d messages stored (%v), want the first one alone", stored, err)
+		}
+	})
+}
+
 // TestInsertedRowsReadBackWhole: every column the writer inserts comes
 // back as it was given, for each kind of message.
 func TestInsertedRowsReadBackWhole(t *testing.T) {
