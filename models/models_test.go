@@ -171,6 +171,10 @@ func TestInsertedRowsReadBackWhole(t *testing.T) {
 			{Room: "general", Kind: models.KindUser, UserID: ana.ID, Username: "ana", Body: "hello", CreatedAt: at.Add(time.Millisecond)},
 			{Room: "general", Kind: models.KindPrivate, UserID: ana.ID, Username: "ana", ToUserID: &bia.ID, ToUsername: "bia", Body: "psst", CreatedAt: at.Add(2 * time.Millisecond)},
 			{Room: "general", Kind: models.KindAction, UserID: bia.ID, Username: "bia", Body: "waves", CreatedAt: at.Add(3 * time.Millisecond)},
+			// Words the app never makes, so that the ones the insert cannot
+			// write into its text are bound, and still come back whole.
+			{Room: "sala'); DROP TABLE users; --", Kind: models.KindUser, UserID: bia.ID, Username: `o'brien\`, Body: "?", CreatedAt: at.Add(4 * time.Millisecond)},
+			{Room: "café ?", Kind: models.KindPrivate, UserID: bia.ID, Username: "bia", ToUserID: &ana.ID, ToUsername: "ána's", Event: "'", Body: "''", CreatedAt: at.Add(5 * time.Millisecond)},
 		}
 		msgs := make([]*models.Message, len(want))
 		for i := range want {
@@ -201,7 +205,7 @@ func TestInsertedRowsReadBackWhole(t *testing.T) {
 		for _, c := range []struct {
 			user *models.User
 			want int64
-		}{{ana, 2}, {bia, 1}} {
+		}{{ana, 2}, {bia, 3}} {
 			u, err := s.UserByName(ctx, c.user.Username)
 			if err != nil {
 				t.Fatal(err)
@@ -379,6 +383,43 @@ func TestEnsureSettingAgreesUnderRace(t *testing.T) {
 			if v != got[0] || v == "" {
 				t.Fatalf("instances disagree: %v", got)
 			}
+		}
+	})
+}
+
+// TestLargeBatchStoresEveryRow: a batch longer than one INSERT statement
+// takes stores every row once, in order, and counts each.
+func TestLargeBatchStoresEveryRow(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		ana := newUser(t, s, "ana")
+		const n = 150
+		msgs := make([]*models.Message, n)
+		for i := range msgs {
+			msgs[i] = &models.Message{Room: fmt.Sprintf("room-%d", i%7), Kind: models.KindUser, UserID: ana.ID, Username: "ana",
+				Body: fmt.Sprintf("message %d", i), CreatedAt: time.Now().UTC()}
+		}
+		if err := s.InsertMessages(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+		back, err := s.MessagesAfter(ctx, 0, 2*n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(back) != n {
+			t.Fatalf("read back %d messages, want %d", len(back), n)
+		}
+		for i, m := range back {
+			if m.ID != int64(i+1) || m.Body != fmt.Sprintf("message %d", i) || m.Room != fmt.Sprintf("room-%d", i%7) {
+				t.Fatalf("row %d read back as id=%d room=%s body=%q", i, m.ID, m.Room, m.Body)
+			}
+		}
+		u, err := s.UserByName(ctx, "ana")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.MessageCount != n {
+			t.Errorf("message_count %d, want %d", u.MessageCount, n)
 		}
 	})
 }
