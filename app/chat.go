@@ -54,6 +54,9 @@ type Chat struct {
 type PostResult struct {
 	Message *Message
 	Reply   *Reply
+	// MessageJSON is Message encoded, byte for byte as streams receive it;
+	// set when a plain message was stored.
+	MessageJSON []byte
 }
 
 // Post validates text and stores it in room, or runs it as a command.
@@ -94,21 +97,24 @@ func (c *Chat) Post(ctx context.Context, user UserRef, room, text string) (PostR
 	// "//text" posts "/text", so a message can start with a slash.
 	text = strings.TrimPrefix(text, "/")
 	m := &models.Message{Room: room, Kind: models.KindUser, UserID: user.ID, Username: user.Name, Body: text}
-	if err := c.store(ctx, m); err != nil {
+	data, err := c.store(ctx, m)
+	if err != nil {
 		return PostResult{}, err
 	}
 	v := MessageView(m)
-	return PostResult{Message: &v}, nil
+	return PostResult{Message: &v, MessageJSON: data}, nil
 }
 
-func (c *Chat) store(ctx context.Context, m *models.Message) error {
+// store commits m and returns its JSON as streams receive it.
+func (c *Chat) store(ctx context.Context, m *models.Message) ([]byte, error) {
 	m.CreatedAt = time.Now().UTC().Truncate(time.Millisecond)
-	if err := c.writer.Store(ctx, m); err != nil {
-		return err
+	data, err := c.writer.Store(ctx, m)
+	if err != nil {
+		return nil, err
 	}
 	// Posting ends typing, as people expect.
 	c.typing.Set(ctx, m.Room, UserRef{ID: m.UserID, Name: m.Username}, false)
-	return nil
+	return data, nil
 }
 
 func (c *Chat) publishReply(ctx context.Context, user UserRef, room string, reply Reply) {

@@ -157,7 +157,7 @@ func runMsg(ctx context.Context, call *Call) (Reply, error) {
 	}
 	m := &models.Message{Room: call.Room, Kind: models.KindPrivate, UserID: call.User.ID, Username: call.User.Name,
 		ToUserID: &target.ID, ToUsername: target.Username, Body: text}
-	if err := call.Chat.store(ctx, m); err != nil {
+	if _, err := call.Chat.store(ctx, m); err != nil {
 		return Reply{}, err
 	}
 	v := MessageView(m)
@@ -174,7 +174,7 @@ func runMe(ctx context.Context, call *Call) (Reply, error) {
 		return call.fail("%s", AsError(err).Message)
 	}
 	m := &models.Message{Room: call.Room, Kind: models.KindAction, UserID: call.User.ID, Username: call.User.Name, Body: text}
-	if err := call.Chat.store(ctx, m); err != nil {
+	if _, err := call.Chat.store(ctx, m); err != nil {
 		return Reply{}, err
 	}
 	v := MessageView(m)

@@ -46,6 +46,9 @@ type Writer struct {
 type writeReq struct {
 	msg  *models.Message
 	errc chan error
+	// data is the message's JSON as streams receive it, set before a nil
+	// verdict is sent on errc.
+	data []byte
 }
 
 // NewWriter starts the writer goroutine.
@@ -68,24 +71,36 @@ func (w *Writer) Observe(stored, batch func(n int)) {
 }
 
 // Store commits m and returns once it is committed and handed to the hub;
-// m.ID is then set. A storage failure stores nothing and returns an
-// unavailable error.
-func (w *Writer) Store(ctx context.Context, m *models.Message) error {
-	errc, err := w.Submit(ctx, m)
+// m.ID is then set, and the message's JSON, encoded once for every stream,
+// is returned, so that the sender's answer need not encode it again. A
+// storage failure stores nothing and returns an unavailable error.
+func (w *Writer) Store(ctx context.Context, m *models.Message) ([]byte, error) {
+	r, err := w.submit(ctx, m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Wait for the verdict even if ctx ends: the batch may already be
 	// committing, and the caller must not reuse m meanwhile.
-	return <-errc
+	if err := <-r.errc; err != nil {
+		return nil, err
+	}
+	return r.data, nil
 }
 
 // Submit queues m and returns the channel its verdict will arrive on.
 func (w *Writer) Submit(ctx context.Context, m *models.Message) (<-chan error, error) {
+	r, err := w.submit(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return r.errc, nil
+}
+
+func (w *Writer) submit(ctx context.Context, m *models.Message) (*writeReq, error) {
 	r := &writeReq{msg: m, errc: make(chan error, 1)}
 	select {
 	case w.reqs <- r:
-		return r.errc, nil
+		return r, nil
 	case <-w.quit:
 		return nil, ErrShuttingDown
 	case <-ctx.Done():
@@ -172,7 +187,8 @@ func (w *Writer) commit(batch []*writeReq) {
 		envs[i] = messageEnvelope(m)
 	}
 	w.hub.publishLocal(envs)
-	for _, r := range batch {
+	for i, r := range batch {
+		r.data = envs[i].Data
 		r.errc <- nil
 	}
 	// The broker may be down: the messages are stored and local streams

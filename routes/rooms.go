@@ -51,6 +51,13 @@ func (h *roomHandlers) post(c *gin.Context) {
 		c.JSON(http.StatusOK, body)
 		return
 	}
+	if res.MessageJSON != nil {
+		// The message as the writer encoded it, once, for every stream.
+		body := make([]byte, 0, len(`{"message":}`)+len(res.MessageJSON))
+		body = append(append(append(body, `{"message":`...), res.MessageJSON...), '}')
+		c.Data(http.StatusCreated, "application/json; charset=utf-8", body)
+		return
+	}
 	c.JSON(http.StatusCreated, gin.H{"message": res.Message})
 }
 

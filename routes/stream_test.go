@@ -731,3 +731,41 @@ func repeated(got []int64) []int64 {
 	}
 	return out
 }
+
+// TestPostAnswersWithTheStreamsMessage: the sender's answer carries the
+// message exactly as every stream receives it, as JSON.
+func TestPostAnswersWithTheStreamsMessage(t *testing.T) {
+	eachStore(t, func(t *testing.T, store *models.Store) {
+		s := newTestServer(t, store)
+		ana := s.user(t, "ana")
+		w := watch(t, ana, "general", "")
+		w.untilReady()
+		res, err := ana.HTTP.PostForm(s.URL+"/rooms/general/messages", map[string][]string{"message": {`<b>"quoted"</b> & 👋`}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var answer struct {
+			Message json.RawMessage `json:"message"`
+		}
+		if err := json.NewDecoder(res.Body).Decode(&answer); err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != http.StatusCreated || res.Header.Get("Content-Type") != "application/json; charset=utf-8" {
+			t.Fatalf("answer %d %q", res.StatusCode, res.Header.Get("Content-Type"))
+		}
+		var posted client.Message
+		if err := json.Unmarshal(answer.Message, &posted); err != nil || posted.Message != `<b>"quoted"</b> & 👋` || posted.ID == 0 {
+			t.Fatalf("answered %s (%v)", answer.Message, err)
+		}
+		for {
+			ev := w.next("message")
+			if ev.ID == strconv.FormatInt(posted.ID, 10) {
+				if ev.Data != string(answer.Message) {
+					t.Fatalf("the stream carried\n%s\nthe answer\n%s", ev.Data, answer.Message)
+				}
+				return
+			}
+		}
+	})
+}
