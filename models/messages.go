@@ -2,6 +2,8 @@ package models
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -63,11 +65,20 @@ func (s *Store) takeIDs(tx *gorm.DB, n int64) (int64, error) {
 		updated int64
 	)
 	if s.dialect == SQLite {
-		q := tx.Raw("UPDATE sequences SET value = value + ? WHERE name = ? RETURNING value", n, messageSequence).Scan(&last)
-		if q.Error != nil {
-			return 0, fmt.Errorf("advancing the sequence: %w", q.Error)
+		// OR FAIL: with the default ABORT, a NOT NULL column lets the
+		// UPDATE undo itself mid-way, and RETURNING makes it a statement
+		// that may write twice; together they cost a statement journal
+		// (a copy of every page it touches) that a one-row update never
+		// needs.
+		err := tx.Statement.ConnPool.QueryRowContext(tx.Statement.Context,
+			"UPDATE OR FAIL sequences SET value = value + ? WHERE name = ? RETURNING value", n, messageSequence).Scan(&last)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return 0, fmt.Errorf("advancing the sequence: %w", err)
+		default:
+			updated = 1
 		}
-		updated = q.RowsAffected
 	} else {
 		res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context,
 			"UPDATE sequences SET value = LAST_INSERT_ID(value + ?) WHERE name = ?", n, messageSequence)
@@ -107,58 +118,58 @@ const (
 // is most of what a statement costs beside parsing it.
 func insertRows(ctx context.Context, tx *gorm.DB, msgs []*Message) error {
 	conn := tx.Statement.ConnPool
-	var sql []byte
+	var text []byte
 	args := make([]any, 0, 2*min(len(msgs), insertChunk))
 	for chunk := range slices.Chunk(msgs, insertChunk) {
-		sql = append(sql[:0], "INSERT INTO messages "+messageColumns+" VALUES "...)
+		text = append(text[:0], "INSERT INTO messages "+messageColumns+" VALUES "...)
 		args = args[:0]
 		for i, m := range chunk {
 			if i > 0 {
-				sql = append(sql, ", "...)
+				text = append(text, ", "...)
 			}
-			sql, args = appendMessageRow(sql, args, m)
+			text, args = appendMessageRow(text, args, m)
 		}
-		if _, err := conn.ExecContext(ctx, string(sql), args...); err != nil {
+		if _, err := conn.ExecContext(ctx, string(text), args...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func appendMessageRow(sql []byte, args []any, m *Message) ([]byte, []any) {
-	sql = append(sql, '(')
-	sql = strconv.AppendInt(sql, m.ID, 10)
+func appendMessageRow(text []byte, args []any, m *Message) ([]byte, []any) {
+	text = append(text, '(')
+	text = strconv.AppendInt(text, m.ID, 10)
 	for _, word := range [...]string{m.Room, m.Kind} {
-		sql, args = appendWord(sql, args, word)
+		text, args = appendWord(text, args, word)
 	}
-	sql = append(sql, ", "...)
-	sql = strconv.AppendInt(sql, m.UserID, 10)
-	sql, args = appendWord(sql, args, m.Username)
+	text = append(text, ", "...)
+	text = strconv.AppendInt(text, m.UserID, 10)
+	text, args = appendWord(text, args, m.Username)
 	if m.ToUserID != nil {
-		sql = append(sql, ", "...)
-		sql = strconv.AppendInt(sql, *m.ToUserID, 10)
+		text = append(text, ", "...)
+		text = strconv.AppendInt(text, *m.ToUserID, 10)
 	} else {
-		sql = append(sql, ", NULL"...)
+		text = append(text, ", NULL"...)
 	}
 	for _, word := range [...]string{m.ToUsername, m.Event} {
-		sql, args = appendWord(sql, args, word)
+		text, args = appendWord(text, args, word)
 	}
-	sql = append(sql, ", ?, ?)"...)
-	return sql, append(args, m.Body, m.CreatedAt)
+	text = append(text, ", ?, ?)"...)
+	return text, append(args, m.Body, m.CreatedAt)
 }
 
 // appendWord appends ", 'word'" when every byte of word is a letter, a
 // digit or one of "_.-", which no SQL dialect reads as anything but the
 // text itself; anything else is bound as an argument.
-func appendWord(sql []byte, args []any, word string) ([]byte, []any) {
+func appendWord(text []byte, args []any, word string) ([]byte, []any) {
 	for i := range len(word) {
 		if c := word[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return append(sql, ", ?"...), append(args, word)
+			return append(text, ", ?"...), append(args, word)
 		}
 	}
-	sql = append(sql, ", '"...)
-	sql = append(sql, word...)
-	return append(sql, '\''), args
+	text = append(text, ", '"...)
+	text = append(text, word...)
+	return append(text, '\''), args
 }
 
 // Counted reports whether a message of this kind adds to its sender's
@@ -188,26 +199,26 @@ func bumpCounts(ctx context.Context, tx *gorm.DB, msgs []*Message) error {
 	// sequence row is locked, and a batch from a busy room has dozens of
 	// senders. At most countChunk senders per statement keeps it small.
 	// Every value is a number, written into the text: nothing to bind.
-	var sql []byte
+	var text []byte
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), countChunk)]
 		ids = ids[len(chunk):]
-		sql = append(sql[:0], "UPDATE users SET message_count = message_count + CASE id"...)
+		text = append(text[:0], "UPDATE users SET message_count = message_count + CASE id"...)
 		for _, id := range chunk {
-			sql = append(sql, " WHEN "...)
-			sql = strconv.AppendInt(sql, id, 10)
-			sql = append(sql, " THEN "...)
-			sql = strconv.AppendInt(sql, counts[id], 10)
+			text = append(text, " WHEN "...)
+			text = strconv.AppendInt(text, id, 10)
+			text = append(text, " THEN "...)
+			text = strconv.AppendInt(text, counts[id], 10)
 		}
-		sql = append(sql, " ELSE 0 END WHERE id IN ("...)
+		text = append(text, " ELSE 0 END WHERE id IN ("...)
 		for i, id := range chunk {
 			if i > 0 {
-				sql = append(sql, ',')
+				text = append(text, ',')
 			}
-			sql = strconv.AppendInt(sql, id, 10)
+			text = strconv.AppendInt(text, id, 10)
 		}
-		sql = append(sql, ')')
-		if _, err := tx.Statement.ConnPool.ExecContext(ctx, string(sql)); err != nil {
+		text = append(text, ')')
+		if _, err := tx.Statement.ConnPool.ExecContext(ctx, string(text)); err != nil {
 			return fmt.Errorf("counting messages: %w", err)
 		}
 	}
