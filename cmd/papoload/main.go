@@ -52,6 +52,7 @@ type config struct {
 	sources     []net.IP
 	resume      bool
 	bufSize     int
+	readNap     time.Duration
 	settle      time.Duration
 	hold        time.Duration
 	messages    int
@@ -103,6 +104,7 @@ func main() {
 	flag.StringVar(&sources, "src", "", "source addresses for the streams, e.g. 127.0.0.2-127.0.0.9 or a comma list (default: enough of 127.0.0.2... for 8,000 streams each)")
 	flag.BoolVar(&cfg.resume, "resume", false, "open streams with ?last_event_id= the room's newest message, so no backlog is replayed")
 	flag.IntVar(&cfg.bufSize, "buf", 16<<10, "read buffer per stream, bytes")
+	flag.DurationVar(&cfg.readNap, "read-nap", 250*time.Microsecond, "Linux: after a look that found events, wait this long for more before reading again (0: read at once)")
 	flag.DurationVar(&cfg.settle, "settle", 3*time.Second, "connect: wait after all are ready before reading RSS again")
 	flag.DurationVar(&cfg.hold, "hold", 0, "connect: keep the streams open this long after measuring")
 	flag.IntVar(&cfg.messages, "messages", 20, "fanout: messages to post, one at a time")
