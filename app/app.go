@@ -70,7 +70,10 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 		opts.Hub.Heartbeat = cfg.Heartbeat
 	}
 	if opts.Hub.Coalesce == 0 {
-		opts.Hub.Coalesce = DefaultCoalesce // negative: off
+		opts.Hub.Coalesce = cfg.Coalesce
+		if cfg.Coalesce == 0 {
+			opts.Hub.Coalesce = -1 // PAPO_COALESCE=0: every message at once
+		}
 	}
 	origin := newOrigin()
 	broker := opts.Broker

@@ -25,6 +25,7 @@ type Config struct {
 	SessionSecret string
 	LeaveGrace    time.Duration
 	Heartbeat     time.Duration
+	Coalesce      time.Duration // see HubOptions.Coalesce; 0: every message at once
 	TLSCert       string
 	TLSKey        string
 	PprofAddr     string // where to serve net/http/pprof; empty: nowhere
@@ -69,6 +70,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		SessionSecret: r.str("SESSION_SECRET", ""),
 		LeaveGrace:    r.duration("PAPO_LEAVE_GRACE", 5*time.Second),
 		Heartbeat:     r.positiveDuration("PAPO_HEARTBEAT", 15*time.Second),
+		Coalesce:      r.duration("PAPO_COALESCE", DefaultCoalesce),
 		TLSCert:       r.str("PAPO_TLS_CERT", ""),
 		TLSKey:        r.str("PAPO_TLS_KEY", ""),
 		PprofAddr:     r.str("PAPO_PPROF_ADDR", ""),

@@ -15,7 +15,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if c.Addr != ":3000" || c.RedisPrefix != "papo:" || c.LeaveGrace != 5*time.Second || c.Heartbeat != 15*time.Second ||
 		!c.Limits.Enabled || c.Limits.MessageRate != 5 || c.Limits.MessageBurst != 20 || c.Limits.LoginFailures != 10 ||
 		c.Limits.LoginWindow != 15*time.Minute || c.Limits.Registrations != 100 || c.Limits.RegisterWindow != time.Hour ||
-		c.Database.Path != "papo.db" {
+		c.Database.Path != "papo.db" || c.Coalesce != 150*time.Millisecond {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -26,6 +26,7 @@ func TestLoadConfigNamesTheBadVariable(t *testing.T) {
 	cases := map[string]string{
 		"PAPO_LEAVE_GRACE":     "5 seconds",
 		"PAPO_HEARTBEAT":       "0s",
+		"PAPO_COALESCE":        "-100ms",
 		"DATABASE_URL":         "postgres://db/papo",
 		"REDIS_URL":            "localhost:6379",
 		"PAPO_LIMITS":          "maybe",
@@ -56,14 +57,14 @@ func TestLoadConfigNamesTheBadVariable(t *testing.T) {
 func TestLoadConfigReadsValues(t *testing.T) {
 	env := map[string]string{
 		"PAPO_ADDR": "127.0.0.1:9000", "DATABASE_URL": "mysql://u:p@db:3306/papo", "REDIS_URL": "redis://r:6379/1",
-		"PAPO_LEAVE_GRACE": "1500ms", "PAPO_LIMITS": "off", "PAPO_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+		"PAPO_LEAVE_GRACE": "1500ms", "PAPO_COALESCE": "0s", "PAPO_LIMITS": "off", "PAPO_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
 	}
 	c, err := LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:9000" || c.Database.Dialect != "mysql" || c.RedisURL != "redis://r:6379/1" ||
-		c.LeaveGrace != 1500*time.Millisecond || c.Limits.Enabled || len(c.Limits.TrustedProxies) != 2 {
+		c.LeaveGrace != 1500*time.Millisecond || c.Coalesce != 0 || c.Limits.Enabled || len(c.Limits.TrustedProxies) != 2 {
 		t.Fatalf("config: %+v", c)
 	}
 }
