@@ -70,10 +70,7 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 		opts.Hub.Heartbeat = cfg.Heartbeat
 	}
 	if opts.Hub.Coalesce == 0 {
-		opts.Hub.Coalesce = cfg.Coalesce
-		if cfg.Coalesce == 0 {
-			opts.Hub.Coalesce = -1 // PAPO_COALESCE=0: every message at once
-		}
+		opts.Hub.Coalesce = cfg.Coalesce // PAPO_COALESCE; 0 leaves it off
 	}
 	origin := newOrigin()
 	broker := opts.Broker
