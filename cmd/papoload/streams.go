@@ -43,6 +43,10 @@ type stream struct {
 
 	fd   int // the socket an epoll loop reads (until the reader stops); else -1
 	slot int // its index in that loop's live streams; -1 when not live
+
+	// A stream that an epoll loop connected itself has no conn.
+	remote  *net.TCPAddr
+	pending string // the part of its request not yet sent
 }
 
 // streamSet is every stream of a run.
@@ -58,6 +62,7 @@ type streamSet struct {
 	received    atomic.Int64 // message events received after ready
 	disconnects atomic.Int64 // streams ended by the server after ready
 	record      atomic.Bool  // keep receipts (the measured phase)
+	lateSends   atomic.Int64 // requests an epoll loop sent once connect had finished
 	closing     atomic.Bool
 	connMu      sync.Mutex // guards stream.conn
 	capHint     int        // receipts to preallocate per stream
@@ -72,6 +77,30 @@ type streamReader interface {
 	// start, and the sockets it took over are closed, so that the conns
 	// can be closed; closing is set already.
 	stop()
+}
+
+// streamOpener is a reader that can also connect the streams it reads,
+// cheaper than a goroutine and Go's dialer per stream can (Linux: see
+// streams_linux.go).
+type streamOpener interface {
+	// open connects st from src to dst, sends req, and takes the stream
+	// over, as take does. It reports false, having done nothing, when it
+	// cannot connect these addresses: the stream is then dialed as usual.
+	open(st *stream, src net.IP, dst *net.TCPAddr, req string) bool
+}
+
+// destinations resolves each instance's host:port once per run.
+type destinations map[string]*net.TCPAddr
+
+// resolve returns nil when host does not resolve; the usual dial then
+// reports why.
+func (d destinations) resolve(host string) *net.TCPAddr {
+	addr, seen := d[host]
+	if !seen {
+		addr, _ = net.ResolveTCPAddr("tcp", host)
+		d[host] = addr
+	}
+	return addr
 }
 
 // defaultReadyTimeout is how long a stream may take from its request to
@@ -94,6 +123,8 @@ func openStreams(ctx context.Context, cfg *config, target streamTarget, capHint 
 		newReader = newStreamReader // the platform's own
 	}
 	set.reader = newReader(set)
+	opener, _ := set.reader.(streamOpener)
+	dests := destinations{}
 	sem := make(chan struct{}, cfg.concurrency)
 	start := time.Now()
 	set.readyWG.Add(cfg.streams)
@@ -116,7 +147,13 @@ func openStreams(ctx context.Context, cfg *config, target streamTarget, capHint 
 		}
 		u, room, cursor, acct := target(i)
 		src := cfg.sources[i%len(cfg.sources)]
-		go set.run(ctx, st, u, room, cursor, acct, src)
+		req := streamRequest(u, room, cursor, acct)
+		if opener != nil {
+			if dst := dests.resolve(u.Host); dst != nil && opener.open(st, src, dst, req) {
+				continue
+			}
+		}
+		go set.run(ctx, st, u, req, src)
 	}
 	waited := make(chan struct{})
 	go func() { set.readyWG.Wait(); close(waited) }()
@@ -155,9 +192,27 @@ func (set *streamSet) closeAll() {
 	}
 }
 
-// run dials stream st and writes its request, then hands it to the reader.
-func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, room, cursor string, acct account, src net.IP) {
+// streamRequest is the HTTP request that opens a stream.
+func streamRequest(u *url.URL, room, cursor string, acct account) string {
+	path := "/rooms/" + room + "/events"
+	if cursor != "" {
+		path += "?last_event_id=" + cursor
+	}
+	return "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nAccept: text/event-stream\r\nCookie: " + acct.Cookie + "\r\n\r\n"
+}
+
+// begin marks the start of st's connect.
+func (st *stream) begin() {
 	st.startAt = now()
+	st.readyBy = st.startAt + int64(st.set.cfg.readyTimeout)
+	if st.set.capHint > 0 {
+		st.recs = make([]receipt, 0, st.set.capHint)
+	}
+}
+
+// run dials stream st and writes its request, then hands it to the reader.
+func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, req string, src net.IP) {
+	st.begin()
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}, Control: dialControl}
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
@@ -173,21 +228,12 @@ func (set *streamSet) run(ctx context.Context, st *stream, u *url.URL, room, cur
 		st.finish(nil)
 		return
 	}
-	path := "/rooms/" + room + "/events"
-	if cursor != "" {
-		path += "?last_event_id=" + cursor
-	}
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nAccept: text/event-stream\r\nCookie: " + acct.Cookie + "\r\n\r\n"
 	// The deadline covers the write, and (as the readers keep it) the
 	// reading up to ready.
 	_ = conn.SetDeadline(time.Now().Add(set.cfg.readyTimeout))
-	st.readyBy = now() + int64(set.cfg.readyTimeout)
 	if _, err := io.WriteString(conn, req); err != nil {
 		st.finish(err)
 		return
-	}
-	if set.capHint > 0 {
-		st.recs = make([]receipt, 0, set.capHint)
 	}
 	set.reader.take(st)
 }

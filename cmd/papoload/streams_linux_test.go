@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -214,4 +215,113 @@ func openFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// A connect refused is told as Go's dialer tells it, by either reader, and
+// leaves no socket behind.
+func TestStreamsToAClosedPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	u := &url.URL{Scheme: "http", Host: addr}
+	for _, rd := range []struct {
+		name string
+		make func(*streamSet) streamReader
+	}{
+		{"epoll loops", newStreamReader},
+		{"goroutine per stream", func(*streamSet) streamReader { return goroutineReader{} }},
+	} {
+		t.Run(rd.name, func(t *testing.T) {
+			fds := openFDs(t)
+			cfg := &config{streams: 6, concurrency: 3, sources: []net.IP{net.IPv4(127, 0, 0, 1)}, bufSize: 4 << 10,
+				readyTimeout: time.Second, newReader: rd.make}
+			target := func(int) (*url.URL, string, string, account) { return u, "general", "", account{Cookie: "c=x"} }
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			set, _ := openStreams(ctx, cfg, target, 0)
+			set.closeAll()
+			if set.ready.Load() != 0 || set.failed.Load() != 6 {
+				t.Errorf("%d ready, %d failed; want 0, 6", set.ready.Load(), set.failed.Load())
+			}
+			errs := set.firstErrors(5)
+			if len(errs) != 1 || !strings.HasPrefix(errs[0], "6x dial tcp 127.0.0.1:0->"+addr+": connect: connection refused") {
+				t.Errorf("errors %q", errs)
+			}
+			if n := openFDs(t); n > fds {
+				t.Errorf("%d open file descriptors after closing, %d before", n, fds)
+			}
+		})
+	}
+}
+
+// gatedListener accepts nothing until open is closed.
+type gatedListener struct {
+	net.Listener
+	open chan struct{}
+}
+
+func (l gatedListener) Accept() (net.Conn, error) {
+	<-l.open
+	return l.Listener.Accept()
+}
+
+// When the server's accept queue is full, a connect is still under way
+// when the epoll opener first tries to send; the loop sends the request
+// once the handshake completes (here after the kernel's SYN retry), and
+// the stream works as any other.
+func TestOpenerSendsOnceConnected(t *testing.T) {
+	// A backlog of 0 queues one connection; the other handshakes wait.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := gatedListener{Listener: ln, open: make(chan struct{})}
+	live, quit := make(chan struct{}), make(chan struct{})
+	srv := &httptest.Server{Listener: gate, Config: &http.Server{Handler: sseHandler(http.StatusOK, 5, live, quit, false, false)}}
+	srv.Start()
+	t.Cleanup(func() { close(quit); srv.Close() })
+	u, _ := url.Parse(srv.URL)
+
+	const streams = 4
+	cfg := &config{streams: streams, concurrency: streams, sources: []net.IP{net.IPv4(127, 0, 0, 1)}, bufSize: 4 << 10,
+		readyTimeout: 10 * time.Second, newReader: newStreamReader}
+	target := func(int) (*url.URL, string, string, account) { return u, "general", "", account{Cookie: "c=x"} }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The gate opens once the connects are under way; openStreams returns
+	// when every stream is ready.
+	opened := time.AfterFunc(200*time.Millisecond, func() { close(gate.open) })
+	defer opened.Stop()
+	set, _ := openStreams(ctx, cfg, target, 8)
+	defer set.closeAll()
+	if set.ready.Load() != streams {
+		t.Fatalf("%d ready, want %d; errors %q", set.ready.Load(), streams, set.firstErrors(5))
+	}
+	if set.lateSends.Load() == 0 {
+		t.Errorf("every request was sent at once; want some sent once their connect finished")
+	}
+	set.record.Store(true)
+	close(live)
+	deadline := time.Now().Add(10 * time.Second)
+	for set.received.Load() < streams*5 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := set.received.Load(); got != streams*5 {
+		t.Errorf("received %d, want %d", got, streams*5)
+	}
 }
