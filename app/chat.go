@@ -4,8 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -47,6 +49,41 @@ type Chat struct {
 	messages RateLimiter
 	typists  RateLimiter
 	log      *slog.Logger
+
+	usersFrames usersFrames
+}
+
+// usersFrames keeps each room's latest users event, encoded: every stream
+// that opens in a room sends the same list until someone joins or leaves.
+type usersFrames struct {
+	mu    sync.Mutex
+	rooms map[string]usersFrame
+}
+
+type usersFrame struct {
+	users []string
+	frame *Frame
+}
+
+// usersFramesMax bounds the rooms kept; past it, the cache starts over.
+const usersFramesMax = 10_000
+
+// frame returns the users event of room listing users.
+func (u *usersFrames) frame(room string, users []string) *Frame {
+	u.mu.Lock()
+	kept, ok := u.rooms[room]
+	u.mu.Unlock()
+	if ok && slices.Equal(kept.users, users) {
+		return kept.frame
+	}
+	f := encodeJSONFrame(EventUsers, UsersEvent{Room: room, Users: users})
+	u.mu.Lock()
+	if u.rooms == nil || len(u.rooms) >= usersFramesMax {
+		u.rooms = map[string]usersFrame{}
+	}
+	u.rooms[room] = usersFrame{users: users, frame: f}
+	u.mu.Unlock()
+	return f
 }
 
 // PostResult is what a POST to a room answers: a stored message, or a
@@ -270,7 +307,7 @@ func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, curs
 		var users []string
 		users, err = c.presence.Online(ctx, room)
 		st.Initial = append(frames,
-			encodeJSONFrame(EventUsers, UsersEvent{Room: room, Users: users}),
+			c.usersFrames.frame(room, users),
 			encodeJSONFrame(EventReady, ReadyEvent{Room: room, Resume: resume, Replayed: len(frames)}))
 		st.LastID = lastID
 	}

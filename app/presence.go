@@ -15,7 +15,8 @@ import (
 type PresenceManager interface {
 	Connect(ctx context.Context, room string, user UserRef) error
 	Disconnect(ctx context.Context, room string, user UserRef)
-	// Online lists the usernames online in room, sorted.
+	// Online lists the usernames online in room, sorted. The slice may
+	// be shared with other callers: it must not be changed.
 	Online(ctx context.Context, room string) ([]string, error)
 	// Rooms lists the rooms with someone online.
 	Rooms(ctx context.Context) ([]RoomCount, error)
@@ -119,9 +120,10 @@ func (p *MemoryPresence) Online(_ context.Context, room string) ([]string, error
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// Every stream that opens asks, so the sorted list is kept until the
-	// room's membership changes.
+	// room's membership changes, and handed out as it is (a change makes
+	// a new one).
 	if names, ok := p.sorted[room]; ok {
-		return slices.Clone(names), nil
+		return names, nil
 	}
 	names := make([]string, 0, len(p.rooms[room]))
 	for _, e := range p.rooms[room] {
@@ -132,7 +134,7 @@ func (p *MemoryPresence) Online(_ context.Context, room string) ([]string, error
 		p.sorted = map[string][]string{}
 	}
 	p.sorted[room] = names
-	return slices.Clone(names), nil
+	return names, nil
 }
 
 func (p *MemoryPresence) Rooms(_ context.Context) ([]RoomCount, error) {

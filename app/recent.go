@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,23 +81,22 @@ func (r *recentRing) newest(v models.Visibility, limit int) (frames []*Frame, la
 	if len(r.buf) == 0 || (r.n == 0 && !r.origin) {
 		return nil, 0, false
 	}
-	var rev []*Frame
-	for i := r.n - 1; i >= 0 && len(rev) < limit; i-- {
+	// Gathered newest first, then turned around in place; the room for
+	// the users and ready frames that follow is made here too.
+	frames = make([]*Frame, 0, min(limit, r.n)+2)
+	for i := r.n - 1; i >= 0 && len(frames) < limit; i-- {
 		m := &r.buf[(r.head+i)%len(r.buf)]
 		if m.visible(v) {
 			if last == 0 {
 				last = m.id
 			}
-			rev = append(rev, m.frame)
+			frames = append(frames, m.frame)
 		}
 	}
-	if len(rev) < limit && !r.origin {
+	if len(frames) < limit && !r.origin {
 		return nil, 0, false
 	}
-	frames = make([]*Frame, len(rev))
-	for i, f := range rev {
-		frames[len(rev)-1-i] = f
-	}
+	slices.Reverse(frames)
 	return frames, last, true
 }
 
