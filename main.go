@@ -80,14 +80,18 @@ func run(log *slog.Logger) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	ln, err := routes.Listen(ctx, cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("PAPO_ADDR: %w", err)
+	}
 	serveErr := make(chan error, 1)
 	go func() {
 		log.Info("papo listening", "addr", cfg.Addr, "database", cfg.Database.Dialect, "tls", cfg.TLSCert != "", "redis", cfg.RedisURL != "")
 		if cfg.TLSCert != "" {
-			// ListenAndServeTLS negotiates HTTP/2 by ALPN.
-			serveErr <- srv.ListenAndServeTLS(cfg.TLSCert, cfg.TLSKey)
+			// ServeTLS negotiates HTTP/2 by ALPN.
+			serveErr <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
 		} else {
-			serveErr <- srv.ListenAndServe()
+			serveErr <- srv.Serve(ln)
 		}
 	}()
 
