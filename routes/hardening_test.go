@@ -315,6 +315,13 @@ func TestMetricsExposeTheCounters(t *testing.T) {
 	if _, err := ana.Post(ctx, "general", "counted"); err != nil {
 		t.Fatal(err)
 	}
+	// Made-up methods share one series rather than adding one each.
+	for _, method := range []string{"BREW", "WHEN"} {
+		req, _ := http.NewRequest(method, s.URL+"/me", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
 	resp, err := http.Get(s.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -324,10 +331,16 @@ func TestMetricsExposeTheCounters(t *testing.T) {
 	for _, want := range []string{
 		"papo_streams_open 1", "papo_messages_stored_total", "papo_events_sent_total", "papo_events_dropped_total 0",
 		`papo_http_request_duration_seconds_bucket{method="POST",route="/rooms/:room/messages",status="201"`,
+		`papo_http_request_duration_seconds_count{method="other",route="unmatched",status="404"} 2`,
 		"papo_database_errors_total 0",
 	} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for _, unwanted := range []string{`method="BREW"`, `method="WHEN"`} {
+		if bytes.Contains(body, []byte(unwanted)) {
+			t.Errorf("/metrics has a series for %s", unwanted)
 		}
 	}
 	if resp.Header.Get("X-Request-Id") == "" {
