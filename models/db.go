@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	sqlitedriver "github.com/glebarez/go-sqlite"
 	"github.com/glebarez/sqlite"
 	mysqldriver "github.com/go-sql-driver/mysql"
 	"gorm.io/driver/mysql"
@@ -53,13 +54,15 @@ func ParseDatabaseURL(raw string) (Target, error) {
 }
 
 func sqliteTarget(path string) Target {
-	// WAL lets readers run beside the writer; busy_timeout makes a writer
-	// wait for the lock instead of failing with "database is locked"; and
+	// busy_timeout makes a writer wait for the lock instead of failing
+	// with "database is locked"; it comes first, since the pragmas run in
+	// order and the ones after it take locks too (see Open for the case it
+	// cannot cover). WAL lets readers run beside the writer; and
 	// _txlock=immediate takes the write lock at BEGIN, so two transactions
 	// can never deadlock upgrading a read lock.
 	q := url.Values{}
-	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	// The statement journal of a multi-row INSERT stays in memory rather
@@ -135,7 +138,13 @@ func Open(ctx context.Context, t Target, log *slog.Logger) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("unknown dialect %q", t.Dialect)
 	}
-	db, err := gorm.Open(dialector, gcfg)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var db *gorm.DB
+	err := retryBusy(pctx, func() (err error) {
+		db, err = gorm.Open(dialector, gcfg) // its first connection asks the version
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -144,9 +153,7 @@ func Open(ctx context.Context, t Target, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, dialect: t.Dialect}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := sqlDB.PingContext(pctx); err != nil {
+	if err := retryBusy(pctx, func() error { return sqlDB.PingContext(pctx) }); err != nil {
 		_ = sqlDB.Close()
 		return nil, err
 	}
@@ -156,6 +163,30 @@ func Open(ctx context.Context, t Target, log *slog.Logger) (*Store, error) {
 	}
 	return s, nil
 }
+
+// retryBusy runs open, which may make a new connection, again while it
+// fails with SQLITE_BUSY. Instances starting at once on a new SQLite file
+// race to switch it to WAL, which needs the file to itself; SQLite fails
+// the loser at once rather than call the busy handler (waiting there
+// could deadlock), and its connection is dropped. The next one finds the
+// file in WAL already.
+func retryBusy(ctx context.Context, open func() error) error {
+	for {
+		err := open()
+		var serr *sqlitedriver.Error
+		if err == nil || !errors.As(err, &serr) || serr.Code()&0xff != sqliteBusy {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// sqliteBusy is SQLITE_BUSY, the primary code of "database is locked".
+const sqliteBusy = 5
 
 func (s *Store) tunePool(ctx context.Context, sqlDB *sql.DB) error {
 	switch s.dialect {
