@@ -126,7 +126,7 @@ func Open(ctx context.Context, t Target, log *slog.Logger) (*Store, error) {
 		SkipDefaultTransaction: true,
 		TranslateError:         true,
 		PrepareStmt:            false,
-		Logger:                 logger.NewSlogLogger(log, logger.Config{SlowThreshold: 500 * time.Millisecond, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		Logger:                 newQueryLogger(log),
 		NowFunc:                func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
 	}
 	var dialector gorm.Dialector
@@ -237,4 +237,38 @@ func (s *Store) Close() error {
 		return err
 	}
 	return sqlDB.Close()
+}
+
+// newQueryLogger logs slow and failed statements, without their values:
+// those are password hashes, session ids and people's messages, none of
+// which belongs in a log. A statement that broke a unique key is not
+// logged at all: it is how a taken username is found (CreateUser answers
+// ErrUsernameTaken), not a fault.
+func newQueryLogger(log *slog.Logger) logger.Interface {
+	return quietQueries{logger.NewSlogLogger(log, logger.Config{
+		SlowThreshold:             500 * time.Millisecond,
+		LogLevel:                  logger.Warn,
+		IgnoreRecordNotFoundError: true,
+	})}
+}
+
+type quietQueries struct{ logger.Interface }
+
+var _ gorm.ParamsFilter = quietQueries{}
+
+// ParamsFilter has GORM log each statement with its placeholders, not
+// its values (gorm.ParamsFilter).
+func (quietQueries) ParamsFilter(_ context.Context, sql string, _ ...any) (string, []any) {
+	return sql, nil
+}
+
+func (q quietQueries) LogMode(level logger.LogLevel) logger.Interface {
+	return quietQueries{q.Interface.LogMode(level)}
+}
+
+func (q quietQueries) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		err = nil // logged still if slow
+	}
+	q.Interface.Trace(ctx, begin, fc, err)
 }
