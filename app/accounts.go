@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -17,6 +18,7 @@ type AccountStore interface {
 	CreateUser(ctx context.Context, u *models.User) error
 	UserByName(ctx context.Context, username string) (*models.User, error)
 	UserByID(ctx context.Context, id int64) (*models.User, error)
+	DeleteUser(ctx context.Context, id int64) error
 }
 
 // User is an account as clients see it.
@@ -135,6 +137,16 @@ func (a *Accounts) Login(ctx context.Context, username, password, addr string) (
 		return nil, unavailable(err)
 	}
 	return nil, &Error{Kind: KindUnauthorized, Code: "invalid_credentials", Message: "Wrong username or password."}
+}
+
+// Unregister deletes an account that Register has just created, when
+// what had to follow it (its session) failed: the client was told nothing
+// was stored, and a retry must not find the name taken.
+func (a *Accounts) Unregister(ctx context.Context, id int64) error {
+	if err := a.store.DeleteUser(ctx, id); err != nil {
+		return fmt.Errorf("unregistering user %d: %w", id, err)
+	}
+	return nil
 }
 
 // User returns the account behind a session.

@@ -33,6 +33,16 @@ func (s *Store) CreateUser(ctx context.Context, u *User) error {
 	return nil
 }
 
+// DeleteUser deletes a user, and through the foreign keys their sessions
+// and messages. papo uses it only to take back a registration that could
+// not be completed, before the user has anything.
+func (s *Store) DeleteUser(ctx context.Context, id int64) error {
+	if err := s.db.WithContext(ctx).Delete(&User{}, id).Error; err != nil {
+		return fmt.Errorf("deleting user: %w", err)
+	}
+	return nil
+}
+
 // UserByName finds a user by name, without regard to case.
 func (s *Store) UserByName(ctx context.Context, username string) (*User, error) {
 	return s.findUser(ctx, "username_key = ?", UsernameKey(username))

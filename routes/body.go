@@ -29,10 +29,13 @@ type fields struct {
 // for a malformed one.
 func readFields(c *gin.Context) (*fields, error) {
 	r := c.Request
+	// Wrapped first, so that whatever reads the body later (a form page
+	// echoing a field, gin) meets the limit too, even after a refusal
+	// here.
+	r.Body = http.MaxBytesReader(c.Writer, r.Body, maxBody)
 	if r.ContentLength > maxBody {
 		return nil, errTooLarge
 	}
-	r.Body = http.MaxBytesReader(c.Writer, r.Body, maxBody)
 	ct := r.Header.Get("Content-Type")
 	mediaType, _, _ := mime.ParseMediaType(ct)
 	switch {
@@ -71,6 +74,11 @@ func readJSON(r *http.Request) (*fields, error) {
 	if err != nil {
 		return nil, bodyError(err)
 	}
+	// encoding/json would take invalid UTF-8 in a string as U+FFFD: the
+	// text stored would not be the text sent, which a form post refuses.
+	if !utf8.Valid(raw) {
+		return nil, &errRequest{http.StatusBadRequest, "invalid_json", "The body must be a JSON object in valid UTF-8."}
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
 		return nil, &errRequest{http.StatusBadRequest, "invalid_json", "The body must be a JSON object."}
@@ -90,6 +98,14 @@ func (f *fields) str(name string) (string, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", &errRequest{http.StatusBadRequest, "invalid_" + name, fmt.Sprintf("%s must be a string.", name)}
 		}
+		// encoding/json decodes a lone surrogate escape (\ud800) to
+		// U+FFFD rather than refusing it; a U+FFFD the literal did not
+		// spell out is such a one. (Counted only when there is one: most
+		// text has none, and the scan is then skipped.)
+		if n := strings.Count(s, "\uFFFD"); n > 0 && n > replacementsIn(raw) {
+			return "", &errRequest{http.StatusBadRequest, "invalid_" + name,
+				fmt.Sprintf("%s must be valid Unicode: it has an unpaired surrogate escape.", name)}
+		}
 	} else if vs := f.form[name]; len(vs) > 0 {
 		s = vs[0]
 	}
@@ -99,13 +115,40 @@ func (f *fields) str(name string) (string, error) {
 	return s, nil
 }
 
-// boolean reads true/false, from a JSON boolean or the strings "true" and
-// "false" (any case), "1" and "0".
+// replacementsIn counts the U+FFFD a JSON string literal spells out, as
+// the character itself or as the escape \ufffd in any case. raw is valid
+// UTF-8 (readJSON checked).
+func replacementsIn(raw []byte) int {
+	n := 0
+	for i := 0; i < len(raw); {
+		if raw[i] == '\\' {
+			if i+5 < len(raw) && raw[i+1] == 'u' && strings.EqualFold(string(raw[i+2:i+6]), "fffd") {
+				n++
+				i += 6
+			} else {
+				i += 2 // \\ and the like: the next byte is not an escape's start
+			}
+			continue
+		}
+		r, size := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && size == 3 {
+			n++
+		}
+		i += size
+	}
+	return n
+}
+
+// boolean reads true/false, from a JSON boolean or the strings "true",
+// "false", "on", "off" (any case), "1" and "0". JSON null is taken as
+// absent, as str takes it; JSON numbers are refused.
 func (f *fields) boolean(name string) (value, present bool, err error) {
 	bad := &errRequest{http.StatusBadRequest, "invalid_" + name, fmt.Sprintf("%s must be true or false.", name)}
 	if f.json != nil {
 		raw, ok := f.json[name]
-		if !ok {
+		if !ok || string(raw) == "null" {
+			// Unmarshalling null into a bool succeeds and leaves false:
+			// null would pass as a choice nobody made.
 			return false, false, nil
 		}
 		if err := json.Unmarshal(raw, &value); err == nil {

@@ -32,6 +32,13 @@ var statusOf = map[app.Kind]int{
 
 // abortWith answers err in the contract's shape and stops the chain.
 func abortWith(c *gin.Context, err error) {
+	e, status := answerOf(c, err)
+	abortStatus(c, status, e.Code, e.Message)
+}
+
+// answerOf is the status of an application error, for a JSON answer and a
+// form page alike; it logs an outage and sets Retry-After.
+func answerOf(c *gin.Context, err error) (*app.Error, int) {
 	e := app.AsError(err)
 	status := statusOf[e.Kind]
 	if status == 0 {
@@ -43,7 +50,7 @@ func abortWith(c *gin.Context, err error) {
 	if e.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
-	abortStatus(c, status, e.Code, e.Message)
+	return e, status
 }
 
 func abortStatus(c *gin.Context, status int, code, message string) {

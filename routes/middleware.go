@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -182,9 +183,11 @@ func sessionIDOf(c *gin.Context) string { return c.GetString(ctxSess) }
 // wantsHTML tells a browser's form post (form body, Accept naming
 // text/html) from an API call.
 func wantsHTML(c *gin.Context) bool {
-	ct := c.ContentType()
+	// Media types are case-insensitive; ParseMediaType gives them in lower
+	// case, as readFields reads them, so both agree on what a form is.
+	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	form := ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data"
-	return form && strings.Contains(c.GetHeader("Accept"), "text/html")
+	return form && strings.Contains(strings.ToLower(c.GetHeader("Accept")), "text/html")
 }
 
 // clientAddr is the client's address: the connection's peer, or the

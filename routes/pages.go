@@ -93,22 +93,24 @@ func (p *pages) register(c *gin.Context) {
 }
 
 // formError shows a form page again with what went wrong, under the status
-// the API would have answered.
+// the API would have answered, and with its Retry-After.
 func (p *pages) formError(c *gin.Context, page string, err error) {
-	status, message := http.StatusBadRequest, err.Error()
-	var re *errRequest
-	if e, ok := err.(*errRequest); ok {
-		re = e
+	var status int
+	var message string
+	if re, ok := err.(*errRequest); ok {
 		status, message = re.status, re.message
 	} else {
-		ae := app.AsError(err)
-		status, message = statusOf[ae.Kind], ae.Message
+		var ae *app.Error
+		ae, status = answerOf(c, err)
+		message = ae.Message
 	}
 	title := "Log in"
 	if page == "register.html" {
 		title = "Register"
 	}
-	username := c.Request.PostFormValue("username")
+	// Only what readFields parsed, within the body limit: PostFormValue
+	// would parse a body refused as too large, or never read, in full.
+	username := c.Request.PostForm.Get("username")
 	p.render(c, status, page, pageData{Title: title, Error: message, Username: username})
 	c.Abort()
 }

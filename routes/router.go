@@ -38,6 +38,16 @@ func New(ctx context.Context, a *app.App, assets fs.FS) (*Handler, error) {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = false
+	// An unknown path is the contract's JSON 404, with or without a
+	// trailing slash or another case: no redirects to a guessed route.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	// Routes match the path as sent, so an encoded slash stays inside its
+	// segment: /rooms/a%2Fb/messages reaches the room check (400
+	// invalid_room) instead of missing every route. Parameters are still
+	// given decoded.
+	r.UseRawPath = true
+	r.UnescapePathValues = true
 	r.RemoteIPHeaders = nil // client addresses come from clientAddr, which trusts only configured proxies
 	_ = r.SetTrustedProxies(nil)
 	r.Use(requestLog(a.Log, clients, m.observe), recovery, securityHeaders, ginsessions.Sessions(sessionCookie, store))
