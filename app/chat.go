@@ -26,11 +26,10 @@ const (
 	BacklogSize      = 50
 	DefaultPageSize  = 50
 	MaxPageSize      = 200
-	MaxReplay        = 2000 // a resume that missed more replays the newest this many
+	ReplayPageSize   = 500 // a resume that missed more reads the database this many at a time
 	maxCursorDigits  = 19
 	resumeNew        = "new"
 	resumeOK         = "ok"
-	resumeTruncated  = "truncated"
 	resumeInvalid    = "invalid"
 	commandPrefix    = "/"
 	escapedSlashText = "//"
@@ -109,6 +108,11 @@ func (c *Chat) Post(ctx context.Context, user UserRef, room, text string) (PostR
 	// checked by the command, which answers ok:false rather than 400.
 	isCommand := strings.HasPrefix(trimmed, commandPrefix) && !strings.HasPrefix(trimmed, escapedSlashText)
 	if !isCommand {
+		// "//text" posts "/text", so a message can start with a slash.
+		// The rules, length included, apply to what is stored.
+		if strings.HasPrefix(trimmed, escapedSlashText) {
+			text = strings.TrimPrefix(trimmed, commandPrefix)
+		}
 		var err error
 		if text, err = NormalizeMessage(text); err != nil {
 			return PostResult{}, err
@@ -131,8 +135,6 @@ func (c *Chat) Post(ctx context.Context, user UserRef, room, text string) (PostR
 		c.publishReply(ctx, user, room, reply)
 		return PostResult{Reply: &reply, Message: call.Posted}, nil
 	}
-	// "//text" posts "/text", so a message can start with a slash.
-	text = strings.TrimPrefix(text, "/")
 	m := &models.Message{Room: room, Kind: models.KindUser, UserID: user.ID, Username: user.Name, Body: text}
 	data, err := c.store(ctx, m)
 	if err != nil {
@@ -232,9 +234,9 @@ func views(rows []models.Message) []Message {
 
 // ReadyEvent is the data of the ready event. Resume says how the cursor
 // was taken: "new" (none given: the newest messages were replayed), "ok"
-// (everything after it was replayed), "truncated" (more than MaxReplay were
-// missed: the newest MaxReplay were replayed, page back for the rest) or
-// "invalid" (malformed, or from the future: treated as none).
+// (everything after it was replayed, however much that was) or "invalid"
+// (malformed, or from the future: treated as none). Replayed counts the
+// messages sent before ready.
 type ReadyEvent struct {
 	Room     string `json:"room"`
 	Resume   string `json:"resume"`
@@ -242,15 +244,133 @@ type ReadyEvent struct {
 }
 
 // Stream is an open event stream: what to send first, then the live queue.
+//
+// Its opening is Initial, then whatever Next returns until it returns nil;
+// after that the stream is live and its frames come from Sub. The opening
+// holds the backlog, the users event and ready, in order, and, after a long
+// replay, the live events that came meanwhile. The caller writes each
+// message frame of it and of the live queue through Frame.Since, starting
+// from LastID: that skips live frames that the backlog already sent.
 type Stream struct {
 	Sub *Subscriber
-	// Initial holds the backlog, the users event and ready, in order.
+	// Initial is the start of the opening: all of it, unless the client
+	// missed more than ReplayPageSize messages that the hub's recent
+	// ring does not hold; then the first page of them.
 	Initial []*Frame
-	// LastID is the id of the last message in Initial; live message frames
-	// at or below it are duplicates of the backlog and must be skipped.
+	// LastID is the cursor before the opening: the client's Last-Event-ID
+	// on a resume, else 0. Message frames at or below it are not sent.
 	LastID int64
 
-	chat *Chat
+	chat   *Chat
+	replay *replay // nil once Next has nothing more to give
+}
+
+// replay is the rest of a long resume, read from the database a page at
+// a time while the stream's live queue collects.
+type replay struct {
+	vis   models.Visibility
+	after int64 // the last id read
+	// until is the last id committed when the stream had subscribed:
+	// every message above it was committed later, so reaches the live
+	// queue, and the database need not be read past it. Everything
+	// committed before the client connected is replayed before ready.
+	until    int64
+	done     bool // the backlog is complete; users, ready and held follow
+	users    *Frame
+	replayed int
+	// held are the frames taken from the live queue while the backlog is
+	// being sent, so that a long replay never fills the queue (the hub
+	// drops a stream whose queue is full). They go out after ready.
+	held []*Frame
+}
+
+// replayHeldMax bounds the live frames a replay holds back. A stream
+// that gets more while its backlog is still going out is too slow to keep:
+// it is dropped, as the hub drops a stream whose queue fills, and resumes
+// from its cursor.
+const replayHeldMax = 8192
+
+// Next returns the next part of the stream's opening after Initial: a
+// page of the backlog, read from the database; then the users and ready
+// events and the live events that came while the backlog went out. It
+// returns nil once the opening is complete, or when the subscription has
+// ended (the caller then ends the stream as it ends any: see Sub.Done).
+// An error is the database's: the caller ends the stream, and the client
+// resumes from its cursor.
+//
+// Only the caller reads Sub's queue until Next returns nil.
+func (s *Stream) Next(ctx context.Context) ([]*Frame, error) {
+	r := s.replay
+	if r == nil {
+		return nil, nil
+	}
+	if !s.hold() {
+		s.replay = nil
+		return nil, nil
+	}
+	if !r.done {
+		rows, err := s.chat.history.VisibleAfter(ctx, r.vis, r.after, ReplayPageSize)
+		if err != nil {
+			s.replay = nil
+			return nil, unavailable(err)
+		}
+		r.done = len(rows) < ReplayPageSize
+		if len(rows) > 0 {
+			r.after = rows[len(rows)-1].ID
+			r.done = r.done || r.after >= r.until
+			r.replayed += len(rows)
+			frames := make([]*Frame, len(rows))
+			for i := range rows {
+				frames[i] = messageFrame(&rows[i])
+			}
+			s.dropHeld()
+			return frames, nil
+		}
+	}
+	// The backlog is complete. Whatever is queued now goes out after
+	// ready, before the rest of the queue.
+	if !s.hold() {
+		s.replay = nil
+		return nil, nil
+	}
+	s.dropHeld()
+	out := make([]*Frame, 0, len(r.held)+2)
+	out = append(out, r.users, encodeJSONFrame(EventReady, ReadyEvent{Room: s.Sub.Room, Resume: resumeOK, Replayed: r.replayed}))
+	out = append(out, r.held...)
+	s.replay = nil
+	return out, nil
+}
+
+// hold moves what the live queue holds to the replay's held frames. It
+// reports false when the subscription has ended, or has just been dropped
+// for holding too much.
+func (s *Stream) hold() bool {
+	r := s.replay
+	frames := s.Sub.Frames()
+	for {
+		select {
+		case f := <-frames:
+			if f == pingFrame || (f.ID != 0 && f.ID <= r.after) {
+				continue // a heartbeat (the replay is traffic), or sent
+			}
+			r.held = append(r.held, f)
+			if len(r.held) > replayHeldMax {
+				s.chat.hub.dropAll([]*Subscriber{s.Sub})
+				r.held = nil
+				return false
+			}
+			continue
+		default:
+		}
+		return !s.Sub.Ended()
+	}
+}
+
+// dropHeld forgets held message frames that the replay has now read from
+// the database.
+func (s *Stream) dropHeld() {
+	r := s.replay
+	r.held = slices.DeleteFunc(r.held, func(f *Frame) bool { return f.ID != 0 && f.ID <= r.after })
 }
 
 // Close ends the stream's subscription and presence. The caller must call
@@ -276,7 +396,13 @@ func ParseCursor(raw string) (id int64, ok bool) {
 // OpenStream subscribes user to room and prepares the backlog. The order
 // matters: the subscriber is registered first, so every message committed
 // from then on is queued to it; the backlog read after that covers all
-// that came before. The two may overlap; Stream.LastID dedupes the seam.
+// that came before. The two may overlap; the stream's cursor dedupes the
+// seam (see Stream).
+//
+// A resume replays everything the client missed. The hub's recent ring
+// answers most, from memory; the database answers the rest, one page here
+// and the others from Stream.Next, so that memory stays bounded however
+// long the client was away.
 func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, cursor string) (*Stream, error) {
 	if err := CheckRoom(room); err != nil {
 		return nil, err
@@ -294,10 +420,11 @@ func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, curs
 	// The hub's recent messages answer most backlogs, with frames already
 	// encoded; the database answers the rest.
 	frames, lastID, resume, ok := c.hub.RecentBacklog(vis, strings.TrimSpace(cursor), BacklogSize)
+	var until int64 // > 0: the replay goes on, up to this id
 	if !ok {
 		var backlog []models.Message
-		backlog, resume, err = c.backlog(ctx, vis, cursor)
-		frames = make([]*Frame, len(backlog))
+		backlog, resume, until, err = c.backlog(ctx, vis, cursor)
+		frames = make([]*Frame, len(backlog), len(backlog)+2)
 		for i := range backlog {
 			frames[i] = messageFrame(&backlog[i])
 			lastID = backlog[i].ID
@@ -306,16 +433,20 @@ func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, curs
 	if err == nil {
 		var users []string
 		users, err = c.presence.Online(ctx, room)
-		st.Initial = append(frames,
-			c.usersFrames.frame(room, users),
-			encodeJSONFrame(EventReady, ReadyEvent{Room: room, Resume: resume, Replayed: len(frames)}))
-		st.LastID = lastID
+		usersFrame := c.usersFrames.frame(room, users)
+		if until > 0 {
+			st.Initial = frames
+			st.replay = &replay{vis: vis, after: lastID, until: until, users: usersFrame, replayed: len(frames)}
+		} else {
+			st.Initial = append(frames, usersFrame,
+				encodeJSONFrame(EventReady, ReadyEvent{Room: room, Resume: resume, Replayed: len(frames)}))
+		}
 	}
 	if err != nil {
 		st.Close(ctx)
 		return nil, unavailable(err)
 	}
-	if cursorID, ok := ParseCursor(cursor); ok && resume == resumeOK && cursorID > st.LastID {
+	if cursorID, ok := ParseCursor(cursor); ok && resume == resumeOK {
 		st.LastID = cursorID
 	}
 	return st, nil
@@ -326,30 +457,33 @@ func messageFrame(m *models.Message) *Frame {
 	return EncodeFrame(env.ID, EventMessage, env.Data)
 }
 
-func (c *Chat) backlog(ctx context.Context, v models.Visibility, cursor string) ([]models.Message, string, error) {
+// backlog reads a stream's backlog from the database: the newest
+// BacklogSize messages, or, on a resume, the first page of those after the
+// cursor. until is set when that page is not all of it: the replay goes on
+// (Stream.Next) up to until, the last id committed when the stream had
+// subscribed; every message after it reaches the stream's live queue.
+func (c *Chat) backlog(ctx context.Context, v models.Visibility, cursor string) (rows []models.Message, resume string, until int64, err error) {
 	if strings.TrimSpace(cursor) == "" {
 		rows, err := c.history.VisibleBefore(ctx, v, math.MaxInt64, BacklogSize)
-		return rows, resumeNew, err
+		return rows, resumeNew, 0, err
 	}
 	id, ok := ParseCursor(cursor)
+	var last int64
 	if ok {
-		last, err := c.history.LastMessageID(ctx)
-		if err != nil {
-			return nil, "", err
+		if last, err = c.history.LastMessageID(ctx); err != nil {
+			return nil, "", 0, err
 		}
 		ok = id <= last // a cursor from the future is from another database
 	}
 	if !ok {
 		rows, err := c.history.VisibleBefore(ctx, v, math.MaxInt64, BacklogSize)
-		return rows, resumeInvalid, err
+		return rows, resumeInvalid, 0, err
 	}
-	rows, err := c.history.VisibleAfter(ctx, v, id, MaxReplay+1)
-	if err != nil {
-		return nil, "", err
+	if rows, err = c.history.VisibleAfter(ctx, v, id, ReplayPageSize); err != nil {
+		return nil, "", 0, err
 	}
-	if len(rows) <= MaxReplay {
-		return rows, resumeOK, nil
+	if len(rows) == ReplayPageSize && rows[len(rows)-1].ID < last {
+		until = last
 	}
-	rows, err = c.history.VisibleBefore(ctx, v, math.MaxInt64, MaxReplay)
-	return rows, resumeTruncated, err
+	return rows, resumeOK, until, nil
 }

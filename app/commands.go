@@ -195,7 +195,7 @@ func runStats(ctx context.Context, call *Call) (Reply, error) {
 		u, err = call.Chat.accounts.store.UserByName(ctx, name)
 	}
 	if errors.Is(err, models.ErrNotFound) {
-		return call.fail("No user named %s.", name)
+		return call.fail("No user named %s; /who lists who is here.", name)
 	}
 	if err != nil {
 		return Reply{}, unavailable(err)

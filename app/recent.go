@@ -169,9 +169,10 @@ func (h *Hub) preloadRecent(ctx context.Context, last int64) {
 
 // RecentBacklog serves a stream's backlog from memory when it can. cursor
 // is as OpenStream takes it. It reports ok=false when the database must
-// answer instead: a cursor older than the ring, one this hub has not yet
-// dispatched (perhaps from the future), or more than MaxReplay missed.
-// The caller must have subscribed first.
+// answer instead: a cursor older than the ring, or one this hub has not
+// yet dispatched (perhaps from the future). A resume gets every message
+// after its cursor; the ring bounds how many that can be. The caller must
+// have subscribed first.
 func (h *Hub) RecentBacklog(v models.Visibility, cursor string, size int) (frames []*Frame, last int64, resume string, ok bool) {
 	if cursor == "" {
 		frames, last, ok = h.recent.newest(v, size)
@@ -181,6 +182,6 @@ func (h *Hub) RecentBacklog(v models.Visibility, cursor string, size int) (frame
 	if !valid || id > h.dispatched.Load() {
 		return nil, 0, "", false
 	}
-	frames, last, ok = h.recent.after(v, id, MaxReplay)
+	frames, last, ok = h.recent.after(v, id, len(h.recent.buf))
 	return frames, last, resumeOK, ok
 }

@@ -42,7 +42,7 @@ func TestCommands(t *testing.T) {
 			{"/rooms", "rooms", true, "general (2), random (1)"},
 			{"/stats", "stats", true, "ana has posted 1 message."},
 			{"/stats bia", "stats", true, "Bia has posted 0 messages."},
-			{"/stats nobody", "stats", false, "No user named nobody."},
+			{"/stats nobody", "stats", false, "No user named nobody; /who lists who is here."},
 			{"/stats a b", "stats", false, "Usage: /stats [USER]"},
 			{"/me", "me", false, "Usage: /me TEXT"},
 			{"/me waves  slowly", "me", true, "* ana waves  slowly"},

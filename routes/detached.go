@@ -79,8 +79,8 @@ func (h *streamHandlers) detach(c *gin.Context, st *app.Stream, release func()) 
 	h.detached.Add(1)
 	s.unwatch = h.hangups.watch(conn, func() { h.app.Hub.Unsubscribe(s.sub) })
 	// Nothing else writes yet: the writers learn of the stream at OnReady.
-	if !s.writeOpening(head) {
-		s.end(false)
+	if ok, finish := s.writeOpening(c.Request.Context(), head); !ok {
+		s.end(finish)
 		return true
 	}
 	if s.raw != nil {
@@ -175,23 +175,57 @@ const streamWriteTimeout = 15 * time.Second
 
 const maxPooledBuf = 64 << 10
 
+// openingWriteSize is the size past which the opening is written in
+// several writes: a long replay goes out in pieces of about this size from
+// one pooled buffer, rather than as one buffer of it all.
+const openingWriteSize = maxPooledBuf - 8<<10
+
 // writeOpening writes the response head, the retry line and the stream's
-// opening frames (backlog, users, ready) in one write.
-func (s *detachedStream) writeOpening(head []byte) bool {
+// opening (see app.Stream: the backlog, users, ready, and after a long
+// replay the live events that came meanwhile): in one write when it is
+// short, as most are, else in writes of about openingWriteSize. It runs on
+// the request's goroutine, before the writers learn of the stream, so a
+// replay of any length blocks no writer. It reports false when the stream
+// has ended (finish tells end whether to close the body cleanly).
+func (s *detachedStream) writeOpening(ctx context.Context, head []byte) (ok, finish bool) {
 	bp := s.owner.bufs.Get().(*[]byte)
 	b := append((*bp)[:0], head...)
-	body := len(b)
+	s.sent -= len(b) // the head is not the body
+	at := len(b)     // where the chunk being filled starts
 	b = s.beginChunk(b)
 	b = append(b, retryLine...)
-	for _, f := range s.st.Initial {
-		b = append(b, f.Bytes...)
+	// flush writes b, which ends with the chunk that starts at b[at:], and
+	// starts the next chunk.
+	flush := func() bool {
+		b = s.endChunk(b, at)
+		ok := s.write(b)
+		at = 0
+		b = s.beginChunk(b[:0])
+		return ok
 	}
+	headLen := len(b) - at - len(retryLine)
+	empty := func() bool { return len(b) == at+headLen }
+	frames := s.st.Initial
 	s.st.Initial = nil // sent: an idle stream should not keep it
-	b = s.endChunk(b, body)
-	ok := s.write(b)
+	for len(frames) > 0 {
+		for _, f := range frames {
+			b = appendFrame(b, f, &s.last)
+			if len(b) >= openingWriteSize && !flush() {
+				s.recycle(bp, b)
+				return false, false
+			}
+		}
+		var err error
+		if frames, err = s.st.Next(ctx); err != nil {
+			// The database failed mid-replay: what was read goes out, and
+			// the stream ends; the client resumes from its cursor.
+			s.owner.app.Log.Warn("stream: replaying the backlog", "room", s.sub.Room, "err", err)
+			finish = true
+		}
+	}
+	ok = empty() || flush()
 	s.recycle(bp, b)
-	s.sent -= body // the head is not the body
-	return ok
+	return ok && !finish, finish
 }
 
 // wake is the subscriber's OnReady: frames are queued, or the

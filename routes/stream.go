@@ -89,7 +89,7 @@ func (h *streamHandlers) events(c *gin.Context) {
 	w := c.Writer
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache, no-transform")
+	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	hdr.Del("Content-Length")
 
@@ -109,24 +109,52 @@ func (h *streamHandlers) events(c *gin.Context) {
 	w.WriteHeader(http.StatusOK)
 
 	out := newSSEWriter(w, rc)
-	out.write(retryLine)
-	for _, f := range st.Initial {
-		out.write(f.Bytes)
-	}
-	st.Initial = nil // sent: an idle stream should not keep it
-	if err := out.flush(); err != nil {
+	last, ok := h.writeOpening(ctx, st, out)
+	if !ok {
 		return
 	}
-	h.pump(ctx, st, out)
+	h.pump(ctx, st, out, last)
+}
+
+// writeOpening sends the stream's opening (see app.Stream): Initial, then
+// each part Next gives, flushed part by part, so a long replay goes out a
+// page at a time. It returns the stream's cursor after it.
+func (h *streamHandlers) writeOpening(ctx context.Context, st *app.Stream, out *sseWriter) (last int64, ok bool) {
+	last = st.LastID
+	send := func(frames []*app.Frame) bool {
+		_ = out.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		for _, f := range frames {
+			var b []byte
+			b, last = f.Since(last)
+			if len(b) > 0 {
+				out.write(b)
+			}
+		}
+		return out.flush() == nil
+	}
+	out.write(retryLine)
+	frames := st.Initial
+	st.Initial = nil // sent: an idle stream should not keep it
+	for len(frames) > 0 {
+		if !send(frames) {
+			return last, false
+		}
+		var err error
+		if frames, err = st.Next(ctx); err != nil {
+			h.app.Log.Warn("stream: replaying the backlog", "room", st.Sub.Room, "err", err)
+			return last, false
+		}
+	}
+	_ = out.rc.SetWriteDeadline(time.Time{})
+	return last, true
 }
 
 // pump copies live frames to the client. It takes every frame already
 // queued before flushing once, so a burst costs one write and one flush
 // rather than one per event; and it skips message frames at or below the
-// stream's cursor, which the backlog already sent.
-func (h *streamHandlers) pump(ctx context.Context, st *app.Stream, out *sseWriter) {
+// stream's cursor last, which the opening already sent.
+func (h *streamHandlers) pump(ctx context.Context, st *app.Stream, out *sseWriter, last int64) {
 	sub := st.Sub
-	last := st.LastID
 	frames := sub.Frames()
 	stopping := h.app.Hub.Stopping()
 	send := func(f *app.Frame) {

@@ -145,7 +145,7 @@ func chunk(body string, sizes ...int) string {
 	return b.String()
 }
 
-const chunkedHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\n"
+const chunkedHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\n"
 
 func msg(id int, event, text string) string {
 	s := fmt.Sprintf("id: %d\n", id)
