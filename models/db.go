@@ -94,6 +94,16 @@ func mysqlTarget(raw string) (Target, error) {
 	cfg.Loc = time.UTC
 	cfg.Collation = "utf8mb4_unicode_ci"
 	cfg.Timeout = 5 * time.Second
+	// A database that hangs (a paused server, a partition that drops
+	// packets) must fail a query in bounded time, as one that refuses
+	// connections does, so that requests answer 503 rather than wait for
+	// it, and a COMMIT, which the driver does not bound by its context,
+	// cannot stall the writer and shutdown behind it. 15 s leaves a
+	// failing request time to answer within the server's 30 s write
+	// timeout. ?readTimeout= and ?writeTimeout= in the URL change them
+	// (0: none, e.g. for a migration that rewrites a large table).
+	cfg.ReadTimeout = 15 * time.Second
+	cfg.WriteTimeout = 15 * time.Second
 	cfg.Params = map[string]string{"charset": "utf8mb4"}
 	// Arguments are escaped by the driver, so a statement is one round
 	// trip rather than prepare, execute and close: the writer's statements
@@ -101,11 +111,20 @@ func mysqlTarget(raw string) (Target, error) {
 	// the URL turns it off.
 	cfg.InterpolateParams = true
 	for k, vs := range u.Query() {
-		if k == "interpolateParams" {
-			cfg.InterpolateParams = vs[len(vs)-1] == "true"
+		v := vs[len(vs)-1]
+		switch k {
+		case "interpolateParams":
+			cfg.InterpolateParams = v == "true"
+			continue
+		case "timeout", "readTimeout", "writeTimeout":
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return Target{}, fmt.Errorf("%s: %q is not a Go duration such as 15s", k, v)
+			}
+			*map[string]*time.Duration{"timeout": &cfg.Timeout, "readTimeout": &cfg.ReadTimeout, "writeTimeout": &cfg.WriteTimeout}[k] = d
 			continue
 		}
-		cfg.Params[k] = vs[len(vs)-1]
+		cfg.Params[k] = v
 	}
 	return Target{Dialect: MySQL, DSN: cfg.FormatDSN()}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -53,6 +54,82 @@ func TestParseDatabaseURL(t *testing.T) {
 	got, _ = models.ParseDatabaseURL("mysql://root@db/papo?interpolateParams=false")
 	if strings.Contains(got.DSN, "interpolateParams") {
 		t.Errorf("DSN %q interpolates though the URL said not to", got.DSN)
+	}
+	// A hung database fails queries in bounded time unless the URL says
+	// otherwise.
+	for url, want := range map[string][]string{
+		"mysql://root@db/papo":                                {"readTimeout=15s", "writeTimeout=15s", "timeout=5s"},
+		"mysql://root@db/papo?readTimeout=2m&timeout=1s":      {"readTimeout=2m0s", "writeTimeout=15s", "timeout=1s"},
+		"mysql://root@db/papo?readTimeout=0&writeTimeout=90s": {"writeTimeout=1m30s"},
+	} {
+		got, err := models.ParseDatabaseURL(url)
+		if err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		for _, w := range want {
+			if !strings.Contains(got.DSN, w) {
+				t.Errorf("%s: DSN %q lacks %q", url, got.DSN, w)
+			}
+		}
+		if strings.Contains(url, "readTimeout=0") && strings.Contains(got.DSN, "readTimeout") {
+			t.Errorf("%s: DSN %q still has a read timeout", url, got.DSN)
+		}
+	}
+	if _, err := models.ParseDatabaseURL("mysql://root@db/papo?readTimeout=soon"); err == nil {
+		t.Error("a read timeout that is not a duration was taken")
+	}
+}
+
+// A MySQL server that accepts connections and then says nothing (paused,
+// or behind a partition) makes opening fail after the read timeout,
+// rather than hang: requests then answer 503 in bounded time.
+func TestHungMySQLFailsInBoundedTime(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // accepted, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	target, err := models.ParseDatabaseURL("mysql://root@" + ln.Addr().String() + "/papo?readTimeout=300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		s, err := models.Open(ctx, target, nil)
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("opened a database that never answered")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("opening a database that never answers did not give up (the test's bound is 20 s, the read timeout 300 ms)")
 	}
 }
 
