@@ -50,6 +50,8 @@ type Chat struct {
 	log      *slog.Logger
 
 	usersFrames usersFrames
+
+	replies publishOutage // logs failed reply publishes once per outage
 }
 
 // usersFrames keeps each room's latest users event, encoded: every stream
@@ -158,9 +160,7 @@ func (c *Chat) store(ctx context.Context, m *models.Message) ([]byte, error) {
 
 func (c *Chat) publishReply(ctx context.Context, user UserRef, room string, reply Reply) {
 	env := Envelope{Type: EventReply, Room: room, User: user.ID}
-	if err := c.hub.PublishEvent(ctx, env, reply); err != nil {
-		c.log.Warn("chat: publishing a reply", "err", err)
-	}
+	c.replies.note(c.log, "chat: replies", c.hub.PublishEvent(ctx, env, reply))
 }
 
 // SetTyping records that user started or stopped typing.

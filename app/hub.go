@@ -75,6 +75,10 @@ type Hub struct {
 	pending    map[int64]Envelope
 	gapSince   time.Time
 	dispatched atomic.Int64
+	// The safety poll's failures since the database stopped answering it,
+	// at pollDownSince; logged at the start and at the end, not each poll.
+	pollFailures  int
+	pollDownSince time.Time
 
 	// recent is the tail of the sequence as this hub dispatched it; see
 	// recentRing.
@@ -476,8 +480,18 @@ func (h *Hub) pollLast() {
 	last, err := h.source.LastMessageID(ctx)
 	cancel()
 	if err != nil {
-		h.log.Warn("hub: safety poll", "err", err)
+		if h.pollFailures == 0 {
+			h.log.Warn("hub: safety poll: the database does not answer; messages from other instances "+
+				"may arrive late until it does (further failures are counted, not logged)", "err", err)
+			h.pollDownSince = time.Now()
+		}
+		h.pollFailures++
 		return
+	}
+	if h.pollFailures > 0 {
+		h.log.Info("hub: safety poll: the database answers again", "failed_polls", h.pollFailures,
+			"after", time.Since(h.pollDownSince).Round(time.Millisecond))
+		h.pollFailures = 0
 	}
 	if last >= h.next {
 		h.fillGap()

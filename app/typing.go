@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,8 @@ type Typing struct {
 
 	mu     sync.Mutex
 	active map[typingKey]*typingState
+
+	published publishOutage
 }
 
 // typingState is one user typing in one room; the lapse callback compares
@@ -88,8 +91,31 @@ func (t *Typing) expire(key typingKey, user UserRef, state *typingState) {
 
 func (t *Typing) publish(ctx context.Context, room string, user UserRef, typing bool) {
 	env := Envelope{Type: EventTyping, Room: room, User: user.ID}
-	if err := t.hub.PublishEvent(ctx, env, TypingEvent{Room: room, Username: user.Name, Typing: typing}); err != nil {
-		t.log.Warn("typing: publishing", "room", room, "err", err)
+	err := t.hub.PublishEvent(ctx, env, TypingEvent{Room: room, Username: user.Name, Typing: typing})
+	t.published.note(t.log, "typing", err)
+}
+
+// publishOutage logs the first failed publish of an outage (the broker
+// unreachable) and the first success after it, with the count of failures
+// in between, rather than a line per event. Its zero value is ready.
+type publishOutage struct {
+	o      outage
+	failed atomic.Int64
+}
+
+// note records the outcome of one publish by what (e.g. "typing").
+func (p *publishOutage) note(log *slog.Logger, what string, err error) {
+	if err != nil {
+		p.failed.Add(1)
+		if p.o.fail(err) {
+			log.Warn(what+": publishing to other instances failed; their streams miss these events until it works again "+
+				"(further failures are counted, not logged)", "err", err)
+		}
+		return
+	}
+	if d, was := p.o.recover(); was {
+		log.Info(what+": publishing to other instances works again", "failed_events", p.failed.Swap(0),
+			"after", d.Round(time.Millisecond))
 	}
 }
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -41,6 +42,13 @@ type Writer struct {
 	// owned by the writer goroutine.
 	unpublished int
 	lastBatch   int
+
+	// failedBatches and failedMessages count the commits that failed since
+	// the database began failing, at failingSince; owned by the writer
+	// goroutine.
+	failedBatches  int
+	failedMessages int
+	failingSince   time.Time
 }
 
 type writeReq struct {
@@ -174,12 +182,21 @@ func (w *Writer) commit(batch []*writeReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := w.store.InsertMessages(ctx, msgs); err != nil {
-		w.log.Error("writer: storing messages failed; answering 503", "messages", len(msgs), "err", err)
+		w.noteStore(len(msgs), err)
+		verdict := unavailable(err)
+		if errors.Is(err, models.ErrOutcomeUnknown) {
+			// Logged each time, outage or not: each is a batch that may
+			// have been stored though its senders are told it failed.
+			w.log.Error("writer: the database did not confirm a commit and could not be asked; "+
+				"the batch may or may not be stored; answering 503", "messages", len(msgs), "err", err)
+			verdict = outcomeUnknown(err)
+		}
 		for _, r := range batch {
-			r.errc <- unavailable(err)
+			r.errc <- verdict
 		}
 		return
 	}
+	w.noteStore(len(msgs), nil)
 	w.stored(len(msgs))
 	w.batchSizes(len(msgs))
 	envs := make([]Envelope, len(msgs))
@@ -194,6 +211,35 @@ func (w *Writer) commit(batch []*writeReq) {
 	// The broker may be down: the messages are stored and local streams
 	// have them; other instances will fill the gap from the database.
 	w.notePublish(len(envs), w.hub.publishRemote(ctx, envs))
+}
+
+// outcomeUnknown is the answer to a batch whose commit went unconfirmed
+// and could not be checked: still a 503, but it must not claim that
+// nothing was stored.
+func outcomeUnknown(err error) *Error {
+	return &Error{Kind: KindUnavailable, Code: "unavailable",
+		Message: "The database stopped answering while storing this; it may or may not have been stored. Check before sending it again.",
+		Err:     err}
+}
+
+// noteStore logs the first failed commit of an outage and the first
+// success after it, with how many batches failed in between, rather than a
+// line per failed batch (each is answered 503).
+func (w *Writer) noteStore(n int, err error) {
+	switch {
+	case err != nil && w.failedBatches == 0:
+		w.log.Error("writer: storing messages failed; answering 503 "+
+			"(further failures are counted, not logged, until storing works again)", "messages", n, "err", err)
+		w.failingSince = time.Now()
+		w.failedBatches, w.failedMessages = 1, n
+	case err != nil:
+		w.failedBatches++
+		w.failedMessages += n
+	case w.failedBatches > 0:
+		w.log.Info("writer: storing messages works again", "failed_batches", w.failedBatches,
+			"failed_messages", w.failedMessages, "after", time.Since(w.failingSince).Round(time.Millisecond))
+		w.failedBatches, w.failedMessages = 0, 0
+	}
 }
 
 // notePublish logs the first failed publish of an outage and the first

@@ -8,7 +8,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"time"
 
+	mysqldriver "github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
 )
 
@@ -32,6 +34,9 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	// committing is set once every statement has succeeded: an error after
+	// it came from COMMIT itself.
+	committing := false
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		first, err := s.takeIDs(tx, int64(len(msgs)))
 		if err != nil {
@@ -43,8 +48,15 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 		if err := insertRows(ctx, tx, msgs); err != nil {
 			return fmt.Errorf("inserting messages: %w", err)
 		}
-		return bumpCounts(ctx, tx, msgs)
+		if err := bumpCounts(ctx, tx, msgs); err != nil {
+			return err
+		}
+		committing = true
+		return nil
 	})
+	if err != nil && committing && s.dialect == MySQL && commitOutcomeUnknown(err) {
+		err = s.settleCommit(msgs, err)
+	}
 	if err != nil {
 		for _, m := range msgs {
 			m.ID = 0
@@ -52,6 +64,80 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 		return err
 	}
 	return nil
+}
+
+// ErrOutcomeUnknown is returned by InsertMessages when the connection was
+// lost after COMMIT was sent and whether the batch was stored could not be
+// found out: it may have been, in full, or not at all.
+var ErrOutcomeUnknown = errors.New("the commit was not confirmed and whether it took effect could not be checked")
+
+// settleCommitTimeout bounds the check that follows an unconfirmed commit.
+const settleCommitTimeout = 5 * time.Second
+
+// commitOutcomeUnknown reports whether err, returned by COMMIT on MySQL,
+// leaves open whether the transaction committed. Only an answer from the
+// server (a MySQL error: a deadlock or a failed certification, say) says it
+// did not; a lost connection, a timeout or a cancelled context may have cut
+// the answer to a COMMIT the server carried out.
+func commitOutcomeUnknown(err error) bool {
+	var server *mysqldriver.MySQLError
+	if errors.As(err, &server) {
+		return false
+	}
+	// With TranslateError, gorm turns some server errors into its own.
+	for _, known := range []error{gorm.ErrDuplicatedKey, gorm.ErrForeignKeyViolated, gorm.ErrCheckConstraintViolated} {
+		if errors.Is(err, known) {
+			return false
+		}
+	}
+	return true
+}
+
+// settleCommit finds out, on another connection, whether a batch whose
+// COMMIT went unanswered was stored. It first takes a shared lock on the
+// sequence row, which the batch's transaction holds until it ends: if the
+// server is still carrying that COMMIT (or still holds the transaction
+// open), the check waits for it rather than reading too early. Then the
+// batch's first row tells: a transaction commits whole or not at all. The
+// row must be the batch's own (sender, room, body), since after a rollback
+// another writer may have taken the same ids.
+//
+// It returns nil when the batch is stored (its ids stand), commitErr when
+// it is not, and an error wrapping ErrOutcomeUnknown when the check fails.
+func (s *Store) settleCommit(msgs []*Message, commitErr error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), settleCommitTimeout)
+	defer cancel()
+	check := func() (bool, error) {
+		conn, err := s.db.DB()
+		if err != nil {
+			return false, err
+		}
+		c, err := conn.Conn(ctx) // one connection for both statements
+		if err != nil {
+			return false, err
+		}
+		defer c.Close()
+		var seq int64
+		if err := c.QueryRowContext(ctx, "SELECT value FROM sequences WHERE name = ? LOCK IN SHARE MODE", messageSequence).Scan(&seq); err != nil {
+			return false, fmt.Errorf("waiting for the sequence row: %w", err)
+		}
+		m := msgs[0]
+		var n int
+		err = c.QueryRowContext(ctx, "SELECT COUNT(*) FROM messages WHERE id = ? AND user_id = ? AND room = ? AND body = ?",
+			m.ID, m.UserID, m.Room, m.Body).Scan(&n)
+		if err != nil {
+			return false, fmt.Errorf("looking for message %d: %w", m.ID, err)
+		}
+		return n == 1, nil
+	}
+	stored, err := check()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w (checking: %w)", ErrOutcomeUnknown, commitErr, err)
+	case stored:
+		return nil
+	}
+	return commitErr
 }
 
 // takeIDs advances the message sequence by n and returns the first of the

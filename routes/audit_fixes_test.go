@@ -345,7 +345,7 @@ func TestPathsMatchAsSent(t *testing.T) {
 		{"GET", "/login", "", 200, "", "text/html"},
 		{"GET", "/register", "", 200, "", "text/html"},
 		{"GET", "/r/general", "", 200, "", "text/html"},
-		{"GET", "/r/a%2Fb", "", 303, "", "/r/general"},
+		{"GET", "/r/a%2Fb", "", 303, "", "/r/general?bad_room=a%2Fb"},
 		{"GET", "/static/css/papo.css", "", 200, "", "text/css"},
 		{"GET", "/static/js/api.js", "", 200, "", "javascript"},
 		{"GET", "/static/js%2Fapi.js", "", 200, "", "javascript"},

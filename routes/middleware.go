@@ -27,6 +27,7 @@ const (
 // client when it is sane) and a logger that carries it, and logs the
 // request when it ends, with the client's address as clients tells it.
 func requestLog(log *slog.Logger, clients func(*http.Request) string, observe func(route, method string, status int, d time.Duration)) gin.HandlerFunc {
+	unavailable := newBurstLog(unavailableQuiet)
 	return func(c *gin.Context) {
 		start := time.Now()
 		id := c.GetHeader("X-Request-Id")
@@ -36,7 +37,7 @@ func requestLog(log *slog.Logger, clients func(*http.Request) string, observe fu
 			id = hex.EncodeToString(b)
 		}
 		c.Header("X-Request-Id", id)
-		c.Set(ctxLog, requestLogger{log, id})
+		c.Set(ctxLog, requestLogger{log: log, id: id, unavailable: unavailable})
 		c.Next()
 		route := c.FullPath()
 		if route == "" {
@@ -101,6 +102,9 @@ func (d *detachedRequest) whenEnded(f func(size int)) {
 type requestLogger struct {
 	log *slog.Logger
 	id  string
+	// unavailable is the router's: its 503s are logged once per burst
+	// (see answerOf).
+	unavailable *burstLog
 }
 
 func logFrom(c *gin.Context) *slog.Logger {
@@ -125,9 +129,12 @@ func crossOrigin() gin.HandlerFunc {
 	}
 }
 
-// securityHeaders go on every answer; pages get the CSP too.
+// securityHeaders go on every answer. The CSP too: it matters on pages,
+// but a script, a stylesheet or a JSON answer opened on its own is a
+// document as well, and should be as locked down.
 func securityHeaders(c *gin.Context) {
 	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")

@@ -4,6 +4,8 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -39,8 +41,9 @@ func newPages(assets fs.FS, store *dbSessionStore) (*pages, error) {
 	return &pages{tmpl: tmpl, store: store}, nil
 }
 
+// render writes a page; its Content-Security-Policy comes from
+// securityHeaders, as every answer's does.
 func (p *pages) render(c *gin.Context, status int, name string, data pageData) {
-	c.Header("Content-Security-Policy", contentSecurityPolicy)
 	c.Header("Cache-Control", "no-store")
 	c.Status(status)
 	c.Header("Content-Type", "text/html; charset=utf-8")
@@ -78,10 +81,27 @@ func (p *pages) chat(c *gin.Context) {
 	}
 	name := c.Param("room")
 	if !app.ValidRoom(name) {
-		c.Redirect(http.StatusSeeOther, "/r/"+app.DefaultRoom)
+		c.Redirect(http.StatusSeeOther, roomRedirect(name))
 		return
 	}
 	p.render(c, http.StatusOK, "chat.html", pageData{Title: "#" + name, User: u, Room: name})
+}
+
+// badRoomShown bounds how much of a bad room name the notice repeats.
+const badRoomShown = 80
+
+// roomRedirect is where a page URL with an invalid room name goes. A name
+// that is only spelt in capitals or with spaces around it (/r/Dev) is the
+// room the reader meant (/r/dev). Any other goes to the default room, and
+// the page tells the reader why (chat.js shows bad_room as text).
+func roomRedirect(name string) string {
+	if fixed := strings.ToLower(strings.TrimSpace(name)); app.ValidRoom(fixed) {
+		return "/r/" + fixed
+	}
+	if r := []rune(name); len(r) > badRoomShown {
+		name = string(r[:badRoomShown]) + "…"
+	}
+	return "/r/" + app.DefaultRoom + "?" + url.Values{"bad_room": {name}}.Encode()
 }
 
 func (p *pages) login(c *gin.Context) {

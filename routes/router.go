@@ -5,8 +5,10 @@ package routes
 
 import (
 	"context"
+	"io"
 	"io/fs"
 	"net/http"
+	"strings"
 	"time"
 
 	ginsessions "github.com/gin-contrib/sessions"
@@ -78,7 +80,8 @@ func New(ctx context.Context, a *app.App, assets fs.FS) (*Handler, error) {
 	r.GET("/register", pg.register)
 	r.GET("/r/:room", pg.chat)
 	r.GET("/commands", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"commands": commandList(a)}) })
-	r.StaticFS("/static", http.FS(static))
+	r.GET("/static/*filepath", staticFiles(static))
+	r.HEAD("/static/*filepath", staticFiles(static))
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", func(c *gin.Context) {
@@ -120,6 +123,44 @@ func commandList(a *app.App) []commandInfo {
 		out = append(out, commandInfo{Name: c.Name, Aliases: c.Aliases, Usage: c.Usage, Summary: c.Summary})
 	}
 	return out
+}
+
+// staticFiles serves the files of static/ and nothing else: a directory,
+// with or without its slash, or a file that is not there, is the
+// contract's JSON 404 like any unknown path, never a listing or a redirect.
+// http.ServeContent gives what the file server gave: the type from the
+// name, Last-Modified when the file system knows it, conditional and range
+// requests.
+func staticFiles(files fs.FS) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		name := strings.TrimPrefix(c.Param("filepath"), "/")
+		f, info, ok := openFile(files, name)
+		if !ok {
+			abortStatus(c, http.StatusNotFound, "not_found", "No such route.")
+			return
+		}
+		defer f.Close()
+		http.ServeContent(c.Writer, c.Request, info.Name(), info.ModTime(), f)
+	}
+}
+
+// openFile opens name in files when it is a regular file that can seek,
+// as http.ServeContent needs (embedded and on-disk files both can).
+func openFile(files fs.FS, name string) (io.ReadSeekCloser, fs.FileInfo, bool) {
+	if !fs.ValidPath(name) || name == "." {
+		return nil, nil, false
+	}
+	f, err := files.Open(name)
+	if err != nil {
+		return nil, nil, false
+	}
+	info, err := f.Stat()
+	rs, seeks := f.(io.ReadSeekCloser)
+	if err != nil || !info.Mode().IsRegular() || !seeks {
+		f.Close()
+		return nil, nil, false
+	}
+	return rs, info, true
 }
 
 // recovery answers a panic with the contract's error shape instead of

@@ -26,6 +26,19 @@ const older = new History({
   status: $("history-status"),
 });
 
+// --- a room name in the URL that was not one ---
+
+// The server sends /r/Not-A-Room! here, to the default room, with the name
+// it could not use in ?bad_room=. It is said once, after the newest
+// messages, as text; the URL loses it, so a reload does not say it again.
+let badRoom = new URLSearchParams(location.search).get("bad_room");
+if (badRoom !== null) history.replaceState(history.state, "", location.pathname + location.hash);
+function noteBadRoom() {
+  if (badRoom === null) return;
+  messages.addNotice(t("badRoom", { name: badRoom, room }), "error");
+  badRoom = null;
+}
+
 // --- unread count in the title, while the tab is hidden ---
 
 let unread = 0;
@@ -76,6 +89,7 @@ const handlers = {
   ready: () => {
     older.enable();
     roomsPanel.refresh();
+    noteBadRoom();
   },
 };
 
@@ -103,6 +117,7 @@ async function loadRecent() {
     // the stream still delivers what comes next, and scrolling up retries
   }
   older.enable();
+  noteBadRoom();
 }
 
 // --- sending ---
@@ -129,6 +144,9 @@ async function send(text) {
   // A /me or /msg that worked shows up as its message; its reply adds nothing.
   const quiet = reply?.ok && ["me", "msg", "w"].includes(reply.command);
   if (reply && !quiet && reply.output) messages.addNotice(reply.output, reply.ok ? "reply" : "error");
+  // A command that answered ok: false (a typo in a name, a missing
+  // argument) did nothing: its text goes back in the box to be fixed.
+  if (reply?.ok === false) throw new Error(reply.output || "command failed");
 }
 
 const composer = new Composer({

@@ -122,7 +122,8 @@ class Suggestions {
 }
 
 // Composer wires the form. onSend(text) returns a promise that rejects when
-// the server did not take the text; the composer then gives the text back.
+// the server did not take the text (or a command answered ok: false); the
+// composer then gives the text back.
 export class Composer {
   #input;
   #typing;
@@ -203,7 +204,23 @@ export class Composer {
     try {
       await this.#onSend(text);
     } catch {
-      if (this.#input.value === "") this.#input.value = text;
+      this.#giveBack(text);
     }
+  }
+
+  // #giveBack puts text that was not sent back in the box, ahead of
+  // anything typed since, which stays as it was, with the caret or
+  // selection on the same characters. An empty box gets the caret at the end.
+  #giveBack(text) {
+    const input = this.#input;
+    const typed = input.value;
+    if (typed === "") {
+      input.value = text;
+      return;
+    }
+    const { selectionStart, selectionEnd, selectionDirection } = input;
+    const shift = text.length + 1; // the text and the line break after it
+    input.value = `${text}\n${typed}`;
+    input.setSelectionRange(selectionStart + shift, selectionEnd + shift, selectionDirection);
   }
 }

@@ -24,6 +24,7 @@ export class History {
     this.#status = status;
     scroller.addEventListener("scroll", () => this.maybeLoad(), { passive: true });
     button.addEventListener("click", () => this.load());
+    messages.whenTrimmed(() => this.#reopen());
   }
 
   // enable is called once the newest messages are shown; paging before that
@@ -48,6 +49,15 @@ export class History {
     try {
       const before = this.#messages.oldestId();
       const page = await api.history(this.#room, before || undefined, PAGE);
+      if (this.#messages.oldestId() !== before) {
+        // The list's start moved while the page was on its way (it was
+        // trimmed, or the first messages came): the page may not end where
+        // the list now starts, so ask again from there.
+        this.#loading = false;
+        this.#show("", false);
+        requestAnimationFrame(() => this.maybeLoad());
+        return;
+      }
       this.#messages.addOlder(page);
       if (page.length < PAGE) this.#finish();
       else this.#show("", false);
@@ -59,6 +69,15 @@ export class History {
     this.#loading = false;
     // The new page may still not fill the screen.
     requestAnimationFrame(() => this.maybeLoad());
+  }
+
+  // #reopen is for a list that dropped its oldest messages: the start of
+  // the room is no longer shown, so paging back works again.
+  #reopen() {
+    if (!this.#done) return;
+    this.#done = false;
+    this.#button.hidden = !this.#enabled;
+    this.#status.textContent = "";
   }
 
   #finish() {

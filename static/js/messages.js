@@ -64,16 +64,30 @@ export function renderMessage(msg, me) {
       body = el("p", "text", msg.message);
   }
   meta.append(timeElement(msg.created_at));
+  // The text's own first strong letter sets its direction: Hebrew or
+  // Arabic reads right to left even on an English page.
+  body.dir = "auto";
   li.append(meta, body);
   return li;
 }
+
+// MAX_SHOWN bounds the list. Past it, the oldest lines leave the page while
+// the reader is at the bottom; scrolling up brings them back from history.
+// A list that only grows makes a tab open all day slower with every message.
+const MAX_SHOWN = 1000;
+// SETTLE_MS settles a batch in a hidden tab too, which draws no frames.
+const SETTLE_MS = 250;
 
 export class MessageList {
   #scroller;
   #list;
   #me;
-  #seen = new Set();
+  #seen = new Set(); // the ids shown, no more: a trimmed id can come back
   #maxId = 0;
+  #floor = 0; // the highest id trimmed away; anything at or below is history's
+  #stick = null; // was the reader at the bottom when this batch began? null: no batch
+  #batch = 0;
+  #onTrim = null;
 
   constructor(scroller, list, me) {
     this.#scroller = scroller;
@@ -81,20 +95,28 @@ export class MessageList {
     this.#me = me;
   }
 
+  // whenTrimmed calls fn after the oldest messages left the page.
+  whenTrimmed(fn) {
+    this.#onTrim = fn;
+  }
+
   // add renders msg unless its id is already shown, and reports whether it
   // was new. Live messages and replays from a resumed stream or another tab
   // can overlap, so this is the one place that drops repeats.
   add(msg) {
     if (!msg || typeof msg.id !== "number" || this.#seen.has(msg.id)) return false;
+    // One older than what was trimmed away would sit above the gap that
+    // history fills; history brings it back in its place.
+    if (msg.id <= this.#floor) return false;
+    this.#beginBatch();
     this.#seen.add(msg.id);
-    const stick = this.nearBottom();
     this.#insert(renderMessage(msg, this.#me), msg.id);
-    if (stick) this.scrollToBottom();
     return true;
   }
 
   // addOlder renders a page of history above what is shown, keeping the
-  // messages the reader is looking at where they are on screen.
+  // messages the reader is looking at where they are on screen. The page
+  // must end where the list starts (see History), so it closes any gap.
   addOlder(messages) {
     const fromBottom = this.#scroller.scrollHeight - this.#scroller.scrollTop;
     let added = 0;
@@ -104,6 +126,7 @@ export class MessageList {
       this.#insert(renderMessage(msg, this.#me), msg.id);
       added++;
     }
+    if (this.#floor > 0) this.#floor = Math.min(this.#floor, this.oldestId() - 1);
     this.#scroller.scrollTop = this.#scroller.scrollHeight - fromBottom;
     return added;
   }
@@ -112,7 +135,9 @@ export class MessageList {
   // reply or a failed send. It goes at the bottom and is never deduplicated.
   addNotice(text, kind) {
     const li = el("li", `notice notice-${kind}`);
-    li.append(el("p", "text", text));
+    const body = el("p", "text", text);
+    body.dir = "auto";
+    li.append(body);
     li.setAttribute("role", kind === "error" ? "alert" : "status");
     this.#list.append(li);
     this.scrollToBottom();
@@ -131,6 +156,47 @@ export class MessageList {
 
   scrollToBottom() {
     this.#scroller.scrollTop = this.#scroller.scrollHeight;
+  }
+
+  // #beginBatch notes, before the first message of a batch goes in, whether
+  // the reader is at the bottom, and settles the batch before the next
+  // frame. Reading the scroll position forces a layout, so a burst of
+  // messages costs one layout per frame rather than one per message.
+  #beginBatch() {
+    if (this.#stick !== null) return;
+    this.#stick = this.nearBottom();
+    const batch = ++this.#batch;
+    const settle = () => this.#settle(batch);
+    requestAnimationFrame(settle);
+    setTimeout(settle, SETTLE_MS);
+  }
+
+  // #settle keeps a reader who was at the bottom there, below the batch,
+  // and only then trims: someone reading back keeps what they are reading.
+  #settle(batch) {
+    if (batch !== this.#batch || this.#stick === null) return;
+    const stick = this.#stick;
+    this.#stick = null;
+    if (!stick) return;
+    this.#trim();
+    this.scrollToBottom();
+  }
+
+  // #trim drops the oldest lines (messages and notices) past MAX_SHOWN,
+  // and forgets their ids, so that paging back shows them again in place.
+  #trim() {
+    const list = this.#list;
+    if (list.children.length <= MAX_SHOWN) return;
+    while (list.children.length > MAX_SHOWN) {
+      const first = list.firstElementChild;
+      const id = Number(first.dataset.id); // NaN for a notice
+      if (id) {
+        this.#seen.delete(id);
+        this.#floor = Math.max(this.#floor, id);
+      }
+      first.remove();
+    }
+    this.#onTrim?.();
   }
 
   // #insert keeps id order. The common case, a newer message, appends; an

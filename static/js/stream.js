@@ -13,8 +13,21 @@
 import { api, eventsURL } from "./api.js";
 
 const EVENTS = ["message", "users", "typing", "reply", "ready"];
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 10_000;
+// RETRY_MS is the stream's own "retry: 2000". A server that cannot be
+// reached (restarting, or the network gone) costs nothing to ask again, and
+// asking every 2 s brings the page back within the leave grace (5 s by
+// default) of a restart, so nobody is announced as leaving and rejoining.
+const RETRY_MS = 2000;
+const RETRY_JITTER = 0.2; // so that a restart does not see every page at once
+// A server that answers with an error (429 too many streams, 503 while it
+// shuts down or its database is out) is asked less and less often.
+const BACKOFF_MAX_MS = 10_000;
+const BACKOFF_JITTER = 0.3;
+
+// Why a connection was lost: NETWORK when no answer came (refused, reset,
+// the stream ended), ANSWERED when the server answered with an error.
+const NETWORK = "network";
+const ANSWERED = "answered";
 
 // Status values handed to onStatus.
 export const CONNECTING = "connecting";
@@ -30,7 +43,7 @@ export class RoomStream {
   #cursor = ""; // the last message event id seen, opaque as the contract says
   #status = CONNECTING;
   #users = null; // the last users event, for followers that join later
-  #retries = 0;
+  #refusals = 0; // error answers in a row, for the backoff
   #stopped = false;
   #releaseLock = null; // ends the leader's hold on the lock
   #abortLock = new AbortController(); // withdraws a follower's place in the queue
@@ -103,8 +116,12 @@ export class RoomStream {
     for (const name of EVENTS) {
       source.addEventListener(name, (e) => this.#fromServer(name, e));
     }
+    // EventSource closes itself for good (CLOSED) when the server answered
+    // with an error status; after a network error it would try again by
+    // itself (CONNECTING).
     source.onerror = () => {
-      if (this.#source === source) this.#lost();
+      if (this.#source !== source) return;
+      this.#lost(source.readyState === EventSource.CLOSED ? ANSWERED : NETWORK);
     };
   }
 
@@ -121,7 +138,7 @@ export class RoomStream {
     this.#deliver(name, data, id);
     this.#channel?.postMessage({ type: "event", name, data, id });
     if (name === "ready") {
-      this.#retries = 0;
+      this.#refusals = 0;
       this.#setStatus(LIVE);
     }
   }
@@ -130,14 +147,21 @@ export class RoomStream {
   // own cursor. Doing the retry here, instead of letting EventSource retry by
   // itself, keeps one path for "resume from cursor" (after an error and
   // after a takeover), and lets us notice a session that ended.
-  #lost() {
+  #lost(why, retryAfter) {
     if (this.#stopped) return;
     this.#source?.close();
     this.#source = null;
     this.#setStatus(DOWN);
-    const backoff = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** this.#retries++);
-    const jitter = 1 + Math.random() * 0.3; // after a restart, not every client at once
-    setTimeout(() => this.#reconnect(), backoff * jitter);
+    setTimeout(() => this.#reconnect(), this.#retryDelay(why, retryAfter));
+  }
+
+  // #retryDelay is the server's hint after a network failure, however many
+  // came before; only error answers back off, honouring a Retry-After.
+  #retryDelay(why, retryAfter) {
+    if (why === NETWORK) return RETRY_MS * (1 + Math.random() * RETRY_JITTER);
+    const backoff = Math.min(BACKOFF_MAX_MS, RETRY_MS * 2 ** this.#refusals++);
+    const asked = Math.min(BACKOFF_MAX_MS, Number(retryAfter) * 1000 || 0);
+    return Math.max(backoff, asked) * (1 + Math.random() * BACKOFF_JITTER);
   }
 
   async #reconnect() {
@@ -146,7 +170,7 @@ export class RoomStream {
       await api.me(); // a 401 here sends this page to /login
     } catch (err) {
       if (err.status === 401) this.#channel?.postMessage({ type: "signed-out" });
-      else this.#lost();
+      else this.#lost(err.status === 0 ? NETWORK : ANSWERED, err.retryAfter);
       return;
     }
     this.#connect();
