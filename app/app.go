@@ -161,6 +161,7 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	go a.Sessions.Sweep(bg, time.Hour)
+	go a.Sessions.WatchStreams(bg, StreamSessionCheck)
 	return a, nil
 }
 

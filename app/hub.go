@@ -94,6 +94,10 @@ type Hub struct {
 	// instance's and, through the broker, other instances').
 	onSessionEnd atomic.Pointer[func(session string)]
 
+	// restored receives a token each time the broker's subscription is
+	// restored after an outage (see BrokerRestored).
+	restored chan struct{}
+
 	stats HubStats
 
 	started  chan struct{}
@@ -153,6 +157,7 @@ func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger
 		recent:    recentRing{buf: make([]recentMessage, max(opts.Recent, 0))},
 		held:      map[string]*heldBatch{},
 		lastOffer: map[string]time.Time{},
+		restored:  make(chan struct{}, 1),
 		started:   make(chan struct{}),
 		stopping:  make(chan struct{}),
 		done:      make(chan struct{}),
@@ -164,6 +169,9 @@ func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger
 // between the two: a message committed after the read arrives through the
 // broker, and one committed before it is already history.
 func (h *Hub) Start(ctx context.Context) error {
+	if n, ok := h.broker.(restoreNotifier); ok {
+		n.OnRestored(h.brokerRestored)
+	}
 	if err := h.broker.Subscribe(ctx, h.receive); err != nil {
 		return fmt.Errorf("%w: %w", ErrBrokerUnavailable, err)
 	}
@@ -655,6 +663,78 @@ func (h *Hub) endSession(userID int64, session string) {
 		s.close(CloseLoggedOut)
 		h.Unsubscribe(s)
 	}
+}
+
+// restoreNotifier is a broker that can tell when its subscription is back
+// after an outage (RedisBroker).
+type restoreNotifier interface {
+	OnRestored(f func())
+}
+
+// brokerRestored runs on the broker's receive loop; it only leaves a
+// token, which BrokerRestored hands to whoever acts on it.
+func (h *Hub) brokerRestored() {
+	select {
+	case h.restored <- struct{}{}:
+	default: // one is already waiting
+	}
+}
+
+// BrokerRestored yields once each time the broker's subscription is
+// restored after an outage (repeats while nobody reads coalesce into one):
+// events other instances published meanwhile, such as the end of a
+// session, were lost.
+func (h *Hub) BrokerRestored() <-chan struct{} { return h.restored }
+
+// SessionIDs returns the distinct sessions of this instance's streams, in
+// no particular order. It holds the read lock only while it copies them.
+func (h *Hub) SessionIDs() []string {
+	h.mu.RLock()
+	seen := map[string]struct{}{}
+	for _, subs := range h.users {
+		for _, s := range subs {
+			if s.Session != "" {
+				seen[s.Session] = struct{}{}
+			}
+		}
+	}
+	h.mu.RUnlock()
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// EndSessions ends, here only, the streams of the sessions in ended, as a
+// session_end event would (CloseLoggedOut), and tells OnSessionEnd of each
+// session; it returns how many streams it ended. It is for sessions found
+// gone from the database, whose event may have been lost: the others
+// already heard or will hear of them from their own look.
+func (h *Hub) EndSessions(ended map[string]bool) int {
+	if len(ended) == 0 {
+		return 0
+	}
+	if f := h.onSessionEnd.Load(); f != nil {
+		for id := range ended {
+			(*f)(id)
+		}
+	}
+	var subs []*Subscriber
+	h.mu.RLock()
+	for _, us := range h.users {
+		for _, s := range us {
+			if ended[s.Session] {
+				subs = append(subs, s)
+			}
+		}
+	}
+	h.mu.RUnlock()
+	for _, s := range subs {
+		s.close(CloseLoggedOut)
+		h.Unsubscribe(s)
+	}
+	return len(subs)
 }
 
 // OnSessionEnd sets f to hear of every session that ends, here or on

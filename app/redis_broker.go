@@ -50,6 +50,9 @@ type RedisBroker struct {
 	live   atomic.Bool
 	outage outage
 	bad    atomic.Int64 // undecodable payloads seen
+	// restored, when set, runs each time the subscription is back after
+	// an outage (see OnRestored).
+	restored atomic.Pointer[func()]
 
 	mu      sync.Mutex
 	started bool
@@ -116,6 +119,9 @@ func (b *RedisBroker) run(ctx context.Context, handle func(Envelope), firstLive 
 			if d, ok := b.outage.recover(); ok {
 				b.log.Info("redis broker: subscription restored; fan-out between instances is back",
 					"redis", redisAddr(b.client), "down_for", d.Round(time.Millisecond))
+				if f := b.restored.Load(); f != nil {
+					(*f)()
+				}
 			}
 		})
 		b.live.Store(false)
@@ -139,6 +145,12 @@ func (b *RedisBroker) run(ctx context.Context, handle func(Envelope), firstLive 
 		backoff = min(2*backoff, brokerMaxBackoff)
 	}
 }
+
+// OnRestored sets f to run each time the subscription is restored after
+// an outage (or after a start that had to retry): whatever was published
+// meanwhile was lost, and f may look for what it should have said. f runs
+// on the receive loop: it must not block.
+func (b *RedisBroker) OnRestored(f func()) { b.restored.Store(&f) }
 
 // session subscribes once and receives until the connection fails. onLive
 // runs when Redis has confirmed the subscription.

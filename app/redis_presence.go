@@ -78,12 +78,24 @@ type RedisPresence struct {
 	decide       sync.Mutex
 	healthySince time.Time // owned by the heartbeat loop: when Redis last came back (or start)
 
-	mu       sync.Mutex // guards local, degraded, closed and epoch; taken inside decide
+	mu       sync.Mutex // guards epoch, local, degraded, closed, lost, before, released; taken inside decide
 	epoch    string     // the value of the epoch key this instance's record belongs to
 	local    map[string]map[int64]*localStreams
 	degraded bool
 	closed   bool
 	outage   outage
+	// lost is set when Redis is found to have lost its data, until this
+	// instance's record has been rebuilt.
+	lost bool
+	// before is, while degraded, the pairs this instance had recorded in
+	// Redis when it lost it: its users then online, those in their leave
+	// grace included. A stream opened during the outage whose pair is not
+	// here (nor in a sibling's) is a join to announce even if Redis comes
+	// back empty; see sync.
+	before map[pairKey]struct{}
+	// released is when each pair's last stream here closed, kept for a
+	// grace: such a user is still online in the cluster.
+	released map[pairKey]time.Time
 
 	kick chan struct{} // asks the heartbeat loop to sync now
 	stop chan struct{}
@@ -93,6 +105,12 @@ type RedisPresence struct {
 type localStreams struct {
 	user UserRef
 	n    int
+}
+
+// pairKey is a room and a user in it.
+type pairKey struct {
+	room string
+	uid  int64
 }
 
 var _ PresenceManager = (*RedisPresence)(nil)
@@ -114,13 +132,14 @@ func NewRedisPresence(ctx context.Context, opts RedisPresenceOptions, notify fun
 		ttl:    orDefault(opts.TTL, presenceTTL),
 		// Leaves are due a grace after the last stream closed; sweeping a
 		// few times per grace keeps them close to it.
-		sweep:  min(max(opts.Grace/4, 50*time.Millisecond), time.Second),
-		notify: notify,
-		log:    log,
-		local:  map[string]map[int64]*localStreams{},
-		kick:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		sweep:    min(max(opts.Grace/4, 50*time.Millisecond), time.Second),
+		notify:   notify,
+		log:      log,
+		local:    map[string]map[int64]*localStreams{},
+		released: map[pairKey]time.Time{},
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	if err := p.heartbeat(ctx); err != nil {
 		_ = client.Close()
@@ -145,7 +164,7 @@ func (p *RedisPresence) Connect(ctx context.Context, room string, user UserRef) 
 	defer p.decide.Unlock()
 	n, _ := p.addLocal(room, user, +1)
 	if p.usable() {
-		p.setStreams(ctx, room, user, n)
+		p.setStreams(ctx, room, user, n, n > 1)
 	}
 	return nil
 }
@@ -157,13 +176,15 @@ func (p *RedisPresence) Disconnect(ctx context.Context, room string, user UserRe
 	defer p.decide.Unlock()
 	n, ok := p.addLocal(room, user, -1)
 	if ok && p.usable() {
-		p.setStreams(ctx, room, user, n)
+		p.setStreams(ctx, room, user, n, true)
 	}
 }
 
 // setStreams records n streams of user in room for this instance and
-// announces the join it may decide. Called under decide.
-func (p *RedisPresence) setStreams(ctx context.Context, room string, user UserRef, n int) {
+// announces the join it may decide; recorded tells whether Redis had this
+// instance's streams of the pair before (they were counted before this
+// call). Called under decide.
+func (p *RedisPresence) setStreams(ctx context.Context, room string, user UserRef, n int, recorded bool) {
 	// Not the request's context: once sent, the script runs whether or not
 	// the client is still there, and the outcome must be known.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisOpTimeout)
@@ -173,15 +194,16 @@ func (p *RedisPresence) setStreams(ctx context.Context, room string, user UserRe
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("set-streams script: unexpected reply %v", res)
 	}
+	pair := &pairFix{pairKey{room, user.ID}, recorded}
 	if err != nil {
-		p.degrade(fmt.Errorf("recording a stream of %s in %s: %w", user.Name, room, err))
+		p.degradeFor(fmt.Errorf("recording a stream of %s in %s: %w", user.Name, room, err), pair)
 		return
 	}
 	switch alive, _ := res[0].(int64); alive {
 	case -1:
 		// Redis lost its data: count locally until the heartbeat has
 		// rebuilt this instance's record.
-		p.degrade(errors.New("redis has lost its data (restarted without persistence?)"))
+		p.degradeFor(errors.New("redis has lost its data (restarted without persistence?)"), pair)
 		p.requestSync()
 		return
 	case 0:
@@ -217,6 +239,7 @@ func (p *RedisPresence) addLocal(room string, user UserRef, delta int) (n int, o
 		}
 		e = &localStreams{user: user}
 		users[user.ID] = e
+		delete(p.released, pairKey{room, user.ID})
 	}
 	e.n += delta
 	n = e.n
@@ -225,8 +248,35 @@ func (p *RedisPresence) addLocal(room string, user UserRef, delta int) (n int, o
 		if len(users) == 0 {
 			delete(p.local, room)
 		}
+		p.released[pairKey{room, user.ID}] = time.Now()
 	}
 	return n, true
+}
+
+// onlineHere lists the pairs this instance holds streams of, and those
+// whose last stream here closed less than a grace ago. Called under mu.
+func (p *RedisPresence) onlineHere() map[pairKey]struct{} {
+	out := map[pairKey]struct{}{}
+	for room, users := range p.local {
+		for uid := range users {
+			out[pairKey{room, uid}] = struct{}{}
+		}
+	}
+	for k, at := range p.released {
+		if time.Since(at) <= p.grace {
+			out[k] = struct{}{}
+		}
+	}
+	return out
+}
+
+// pruneReleased forgets the pairs whose grace is over. Called under mu.
+func (p *RedisPresence) pruneReleased() {
+	for k, at := range p.released {
+		if time.Since(at) > p.grace {
+			delete(p.released, k)
+		}
+	}
 }
 
 func (p *RedisPresence) usable() bool {
@@ -237,10 +287,31 @@ func (p *RedisPresence) usable() bool {
 
 // degrade switches to local counting after a failed call and logs the
 // outage once; the heartbeat loop retries and syncs.
-func (p *RedisPresence) degrade(err error) {
+func (p *RedisPresence) degrade(err error) { p.degradeFor(err, nil) }
+
+// pairFix is the pair whose recording failed, and whether Redis had it
+// before the failed call.
+type pairFix struct {
+	pairKey
+	recorded bool
+}
+
+// degradeFor is degrade after failing to record fix's pair: the outage's
+// before set must hold it only if Redis had it.
+func (p *RedisPresence) degradeFor(err error, fix *pairFix) {
 	p.mu.Lock()
 	closed := p.closed
+	if !p.degraded {
+		p.before = p.onlineHere()
+	}
 	p.degraded = true
+	if fix != nil {
+		if fix.recorded {
+			p.before[fix.pairKey] = struct{}{}
+		} else {
+			delete(p.before, fix.pairKey)
+		}
+	}
 	p.mu.Unlock()
 	if !closed && p.outage.fail(err) {
 		p.log.Warn("presence: Redis unavailable; streams still open and are counted on this instance "+
@@ -312,8 +383,9 @@ func (p *RedisPresence) heartbeat(ctx context.Context) error {
 	had, _ := res[0].(int64)
 	epoch, _ := res[1].(string)
 	// A new epoch means Redis lost its data (a restart without
-	// persistence): nobody's record is there, and the joins a sync decides
-	// are users who were online all along, not news for the room.
+	// persistence): nobody's record is there, and most joins a sync would
+	// decide are users who were online all along, not news for the room;
+	// the sync rebuilds quietly but for the joins of the outage.
 	p.mu.Lock()
 	lost := p.epoch != "" && epoch != p.epoch
 	p.epoch = epoch
@@ -337,10 +409,13 @@ func (p *RedisPresence) catchUp(ctx context.Context, reaped, lost bool) error {
 	p.decide.Lock()
 	defer p.decide.Unlock()
 	p.mu.Lock()
-	degraded := p.degraded
+	// Kept until a rebuild succeeds: a sync that fails halfway must not
+	// be followed by an ordinary one that announces everyone.
+	p.lost = p.lost || lost
+	degraded, rebuild := p.degraded, p.lost
 	p.mu.Unlock()
-	if degraded || reaped || lost {
-		if err := p.sync(ctx, !lost); err != nil {
+	if degraded || reaped || rebuild {
+		if err := p.sync(ctx, rebuild); err != nil {
 			return err
 		}
 	}
@@ -349,20 +424,46 @@ func (p *RedisPresence) catchUp(ctx context.Context, reaped, lost bool) error {
 	}
 	p.mu.Lock()
 	p.degraded = false
+	p.lost = false
+	p.before = nil
+	p.pruneReleased()
 	p.mu.Unlock()
 	if d, ok := p.outage.recover(); ok {
 		p.log.Info("presence: Redis is back; this instance's streams are recorded again",
-			"redis", redisAddr(p.client), "down_for", d.Round(time.Millisecond), "data_lost", lost)
+			"redis", redisAddr(p.client), "down_for", d.Round(time.Millisecond), "data_lost", rebuild)
 	}
 	return nil
 }
 
 // sync writes this instance's whole record from its local counts and
-// announces the joins it decides (when announce is set). Called under
-// decide.
-func (p *RedisPresence) sync(ctx context.Context, announce bool) error {
-	args := []any{p.keys, p.origin, p.grace.Milliseconds()}
+// announces the joins it decides. Called under decide.
+//
+// With rebuild (Redis lost its data) the record is rebuilt quietly, but
+// for the joins that happened during the outage: this instance claims the
+// pairs it knew online before (those recorded when it lost Redis, or all
+// it holds if it never noticed the outage), and the script holds a join,
+// for a TTL, for each pair it holds that nobody has claimed. The TTL lets
+// every sibling beat, rebuild and claim its own; then one sweep announces
+// the joins still held (see sweepScript), so a user who was online all
+// along is not announced again, whichever instance rebuilds first.
+func (p *RedisPresence) sync(ctx context.Context, rebuild bool) error {
+	hold := int64(0)
+	if rebuild {
+		hold = p.ttl.Milliseconds()
+	}
+	args := []any{p.keys, p.origin, p.grace.Milliseconds(), hold}
 	p.mu.Lock()
+	var claims map[pairKey]struct{}
+	if rebuild {
+		claims = p.before
+		if !p.degraded {
+			claims = p.onlineHere()
+		}
+	}
+	args = append(args, len(claims))
+	for k := range claims {
+		args = append(args, k.room, k.uid)
+	}
 	for room, users := range p.local {
 		for _, e := range users {
 			args = append(args, room, e.user.ID, e.user.Name, e.n)
@@ -373,10 +474,8 @@ func (p *RedisPresence) sync(ctx context.Context, announce bool) error {
 	if err != nil {
 		return fmt.Errorf("recording this instance's streams: %w", err)
 	}
-	if announce {
-		for _, c := range changes(joins, true) {
-			p.notify(c)
-		}
+	for _, c := range changes(joins, true) {
+		p.notify(c)
 	}
 	return nil
 }
@@ -393,22 +492,26 @@ func (p *RedisPresence) reapDead(ctx context.Context) error {
 	return nil
 }
 
-// sweepDue decides and announces the leaves that are due.
+// sweepDue decides and announces the leaves that are due, and the joins
+// a rebuild held.
 func (p *RedisPresence) sweepDue() {
 	p.decide.Lock()
 	defer p.decide.Unlock()
 	for range 10 { // bounded: the rest waits for the next sweep
 		ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
-		left, err := sweepScript.Run(ctx, p.client, nil, p.keys, presenceSweepBatch).StringSlice()
+		decided, err := sweepScript.Run(ctx, p.client, nil, p.keys, presenceSweepBatch).StringSlice()
 		cancel()
 		if err != nil {
 			p.degrade(fmt.Errorf("deciding leaves: %w", err))
 			return
 		}
-		for _, c := range changes(left, false) {
-			p.notify(c)
+		// Quadruples: "+" (joined) or "-" (left), room, uid, name.
+		for i := 0; i+3 < len(decided); i += 4 {
+			for _, c := range changes(decided[i+1:i+4], decided[i] == "+") {
+				p.notify(c)
+			}
 		}
-		if len(left) < 3*presenceSweepBatch {
+		if len(decided) < 4*presenceSweepBatch {
 			return
 		}
 	}

@@ -18,6 +18,10 @@ import "github.com/redis/go-redis/v9"
 //	P..leaving          zset    "room\nuid" -> when the leave is due (ms)
 //	P..names            hash    uid -> username, for announcing
 //	P..epoch            string  changes when Redis has lost its data
+//	P..joining          zset    "room\nuid" -> when a join held by a rebuild
+//	                            is due (ms); see syncScript
+//	P..known            set     "room\nuid" online before Redis lost its
+//	                            data, as claimed by the instances rebuilding
 //
 // A user's stream count is never stored as a total: it is the sum over
 // the live instances' hashes, so removing a dead instance's hash is the
@@ -95,24 +99,43 @@ return {redis.call('EXISTS', P .. 'alive:' .. origin), joined}
 
 // syncScript replaces this instance's whole record with what it really
 // holds (after an outage, or after siblings reaped it), and decides for
-// every pair that changed. ARGV: P, origin, grace in ms, then
-// room, uid, name, count for each pair. Returns the joins as flat
-// room, uid, name triples.
+// every pair that changed. ARGV: P, origin, grace in ms, hold in ms, the
+// number of claims, room, uid for each claim, then room, uid, name, count
+// for each pair held. Returns the joins as flat room, uid, name triples.
+//
+// hold is 0 but after Redis lost its data: then the record is rebuilt
+// without announcing. The claims are the pairs the instance knew online
+// before; they go to P..known, and cancel any join held for them. A pair
+// held now that is neither online nor known gets a join held until hold
+// from now, for the sweep to announce unless a sibling claims it first.
 var syncScript = redis.NewScript(presenceLuaPrelude + `
-local origin, grace = ARGV[2], tonumber(ARGV[3])
-local deadline = now_ms() + grace
+local origin, grace, hold = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_ms()
+local deadline = now + grace
 local key = P .. 'streams:' .. origin
+local known = P .. 'known'
 redis.call('SADD', P .. 'instances', origin)
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local f = ARGV[i] .. '\n' .. ARGV[i + 1]
+  redis.call('SADD', known, f)
+  redis.call('ZREM', P .. 'joining', f)
+  i = i + 2
+end
+if hold > 0 then
+  -- Outlives the joins held by this rebuild and the siblings'.
+  redis.call('PEXPIRE', known, 3 * hold)
+end
 local changed, seen = {}, {}
 for _, f in ipairs(redis.call('HKEYS', key)) do
   seen[f] = true
   table.insert(changed, f)
 end
 redis.call('DEL', key)
-for i = 4, #ARGV, 4 do
-  local f = ARGV[i] .. '\n' .. ARGV[i + 1]
-  redis.call('HSET', P .. 'names', ARGV[i + 1], ARGV[i + 2])
-  redis.call('HSET', key, f, ARGV[i + 3])
+for j = i, #ARGV, 4 do
+  local f = ARGV[j] .. '\n' .. ARGV[j + 1]
+  redis.call('HSET', P .. 'names', ARGV[j + 1], ARGV[j + 2])
+  redis.call('HSET', key, f, ARGV[j + 3])
   if not seen[f] then
     seen[f] = true
     table.insert(changed, f)
@@ -121,12 +144,21 @@ end
 table.sort(changed)
 local joins = {}
 for _, f in ipairs(changed) do
-  local name = settle(f, deadline)
-  if name then
+  if hold > 0 then
     local room, uid = split(f)
-    table.insert(joins, room)
-    table.insert(joins, uid)
-    table.insert(joins, name)
+    if total(f) > 0 and redis.call('HEXISTS', P .. 'online:' .. room, uid) == 0
+        and redis.call('SISMEMBER', known, f) == 0 then
+      redis.call('ZADD', P .. 'joining', 'NX', now + hold, f)
+    end
+    settle(f, deadline) -- quiet: held above, or online all along
+  else
+    local name = settle(f, deadline)
+    if name then
+      local room, uid = split(f)
+      table.insert(joins, room)
+      table.insert(joins, uid)
+      table.insert(joins, name)
+    end
   end
 end
 return joins
@@ -176,29 +208,50 @@ end
 return reaped
 `)
 
-// sweepScript decides the leaves that are due, oldest first. ARGV: P,
-// the most to decide. Returns flat room, uid, name triples.
+// sweepScript decides the joins held by a rebuild (see syncScript) and
+// the leaves that are due, oldest first. A leave whose join is still held
+// decides the join first, so the room hears of both, in order. ARGV: P,
+// the most of each to decide. Returns flat quadruples: "+" for a join or
+// "-" for a leave, room, uid, name.
 var sweepScript = redis.NewScript(presenceLuaPrelude + `
-local due = redis.call('ZRANGEBYSCORE', P .. 'leaving', '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[2]))
-local left = {}
-for _, f in ipairs(due) do
+local now, limit = now_ms(), tonumber(ARGV[2])
+local out = {}
+local function emit(kind, f, name)
+  local room, uid = split(f)
+  table.insert(out, kind)
+  table.insert(out, room)
+  table.insert(out, uid)
+  table.insert(out, name)
+end
+-- held takes f's held join: true when it is to be announced.
+local function held(f)
+  if redis.call('ZREM', P .. 'joining', f) == 0 then return false end
+  return redis.call('SISMEMBER', P .. 'known', f) == 0
+end
+for _, f in ipairs(redis.call('ZRANGEBYSCORE', P .. 'joining', '-inf', now, 'LIMIT', 0, limit)) do
+  if held(f) then
+    local room, uid = split(f)
+    local name = redis.call('HGET', P .. 'online:' .. room, uid)
+    if name then emit('+', f, name) end
+  end
+end
+for _, f in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leaving', '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', P .. 'leaving', f)
   if total(f) == 0 then
     local room, uid = split(f)
     local online = P .. 'online:' .. room
     local name = redis.call('HGET', online, uid)
     if name then
+      if held(f) then emit('+', f, name) end
       redis.call('HDEL', online, uid)
       if redis.call('HLEN', online) == 0 then
         redis.call('SREM', P .. 'rooms', room)
       end
-      table.insert(left, room)
-      table.insert(left, uid)
-      table.insert(left, name)
+      emit('-', f, name)
     end
   end
 end
-return left
+return out
 `)
 
 // roomsScript lists the rooms with someone online and how many, in one

@@ -17,6 +17,8 @@ type SessionStore interface {
 	SaveSession(ctx context.Context, s *models.Session) error
 	DeleteSession(ctx context.Context, id string) error
 	DeleteExpiredSessions(ctx context.Context) (int64, error)
+	// LiveSessionIDs returns which of ids exist and have not expired.
+	LiveSessionIDs(ctx context.Context, ids []string) (map[string]bool, error)
 	EnsureSetting(ctx context.Context, name string, generate func() (string, error)) (string, error)
 }
 
@@ -31,13 +33,30 @@ var ErrNoSession = errors.New("no such session")
 // once, and on every other instance when the hub's session_end event
 // arrives there; only if that event is lost (the broker down) may another
 // instance accept the ended session for up to SessionCacheTTL more.
+//
+// The streams of an ended session close on every instance through the same
+// event. Should it be lost, WatchStreams closes them anyway: each instance
+// checks its streams' sessions against the database when its broker's
+// subscription is restored, and every StreamSessionCheck besides.
 type Sessions struct {
 	store SessionStore
 	hub   *Hub
 
 	mu    sync.Mutex
 	cache map[string]cachedSession
+
+	// Owned by WatchStreams: the failed checks since the database stopped
+	// answering them, at checkDownSince (logged at the start and the end).
+	checkFailures  int
+	checkDownSince time.Time
 }
+
+// StreamSessionCheck is how often WatchStreams checks, besides after an
+// outage of the broker, that this instance's streams' sessions still exist.
+const StreamSessionCheck = 30 * time.Second
+
+// streamCheckBatch is how many sessions one query of the check asks about.
+const streamCheckBatch = 500
 
 // SessionCacheTTL is how long a loaded session is trusted without the
 // database.
@@ -188,4 +207,76 @@ func (s *Sessions) Sweep(ctx context.Context, every time.Duration) {
 			_, _ = s.store.DeleteExpiredSessions(ctx)
 		}
 	}
+}
+
+// WatchStreams ends the streams of this instance whose session has ended
+// (deleted, or expired) without this instance hearing of it: a logout on
+// another instance while the broker was down sends its session_end event
+// nowhere. It checks when the hub's broker is restored after an outage,
+// and every interval besides, until ctx ends.
+func (s *Sessions) WatchStreams(ctx context.Context, every time.Duration) {
+	if s.hub == nil {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.hub.Stopping():
+			return
+		case <-s.hub.BrokerRestored():
+		case <-t.C:
+		}
+		s.checkStreams(ctx)
+	}
+}
+
+// checkStreams asks the database which of the sessions of this instance's
+// streams are still live, streamCheckBatch at a time, and ends the streams
+// of the others. Its cost follows the distinct sessions, not the streams
+// (10,000 streams of 100 sessions: one query of 100 ids), and it holds no
+// lock of the hub while it waits on the database. If the database fails,
+// the check ends nothing and tries again next time; the failure is logged
+// once, and the recovery once. It returns how many streams it ended.
+func (s *Sessions) checkStreams(ctx context.Context) int {
+	ids := s.hub.SessionIDs()
+	ended := 0
+	for start := 0; start < len(ids); start += streamCheckBatch {
+		part := ids[start:min(start+streamCheckBatch, len(ids))]
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		live, err := s.store.LiveSessionIDs(qctx, part)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ended
+			}
+			if s.checkFailures == 0 {
+				s.hub.log.Warn("sessions: checking that open streams' sessions still exist failed; "+
+					"a stream whose session ended unheard stays open until the database answers "+
+					"(further failures are counted, not logged)", "err", err)
+				s.checkDownSince = time.Now()
+			}
+			s.checkFailures++
+			return ended
+		}
+		dead := map[string]bool{}
+		for _, id := range part {
+			if !live[id] {
+				dead[id] = true
+			}
+		}
+		if n := s.hub.EndSessions(dead); n > 0 {
+			s.hub.log.Info("sessions: closed the streams of sessions that ended unheard (a logout elsewhere while Redis was down, or an expiry)",
+				"sessions", len(dead), "streams", n)
+			ended += n
+		}
+	}
+	if s.checkFailures > 0 {
+		s.hub.log.Info("sessions: checking open streams' sessions works again", "failed_checks", s.checkFailures,
+			"after", time.Since(s.checkDownSince).Round(time.Millisecond))
+		s.checkFailures = 0
+	}
+	return ended
 }

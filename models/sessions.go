@@ -57,3 +57,26 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context) (int64, error) {
 	}
 	return res.RowsAffected, nil
 }
+
+// LiveSessionIDs reports which of ids name a session that exists and has
+// not expired: the returned set holds those, and only those. It asks in
+// one query per 500 ids, so a caller may pass any number.
+func (s *Store) LiveSessionIDs(ctx context.Context, ids []string) (map[string]bool, error) {
+	const batch = 500
+	live := make(map[string]bool, len(ids))
+	now := time.Now().UTC()
+	for start := 0; start < len(ids); start += batch {
+		part := ids[start:min(start+batch, len(ids))]
+		var found []string
+		err := s.db.WithContext(ctx).Model(&Session{}).
+			Where("id IN ? AND expires_at > ?", part, now).
+			Pluck("id", &found).Error
+		if err != nil {
+			return nil, fmt.Errorf("checking sessions: %w", err)
+		}
+		for _, id := range found {
+			live[id] = true
+		}
+	}
+	return live, nil
+}

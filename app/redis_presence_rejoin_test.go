@@ -1,0 +1,190 @@
+package app
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Tests of the joins that happen while Redis is down and that Redis then
+// comes back empty (restarted without persistence): the rebuild is quiet
+// for users online all along, but announces, once, those who joined
+// during the outage.
+
+// rejoinOpts beat fast so that the joins held by a rebuild (a TTL) fall
+// due quickly.
+func rejoinOpts(url string) presenceOpts {
+	return presenceOpts{url: url, prefix: "papotest:", heartbeat: 100 * time.Millisecond, ttl: time.Second}
+}
+
+// joinsLeaves returns name's changes as a string of + (join) and - (leave).
+func joinsLeaves(changes *changeLog, name string) string {
+	s := ""
+	for _, c := range changes.of(name) {
+		if c.Joined {
+			s += "+"
+		} else {
+			s += "-"
+		}
+	}
+	return s
+}
+
+// stopRedis stops the private Redis and waits until every instance has
+// noticed.
+func stopRedis(t *testing.T, srv *redisServer, insts ...*RedisPresence) {
+	t.Helper()
+	srv.stop()
+	eventually(t, 10*time.Second, "the instances notice the outage", func() bool {
+		for _, p := range insts {
+			if p.usable() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func startRedisAgain(t *testing.T, srv *redisServer, insts ...*RedisPresence) {
+	t.Helper()
+	srv.start(t, srv.cmd.Path)
+	eventually(t, 15*time.Second, "the instances are back", func() bool {
+		for _, p := range insts {
+			if !p.usable() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestRedisPresenceAnnouncesOutageJoinsWhenRedisCameBackEmpty(t *testing.T) {
+	requireRedis(t)
+	srv := startRedisServer(t)
+	o := rejoinOpts(srv.url)
+	var changes changeLog
+	a := startPresence(t, o, "a", &changes)
+	b := startPresence(t, o, "b", &changes)
+	ctx := context.Background()
+	ana := UserRef{ID: 1, Name: "ana"} // on a all along
+	bia := UserRef{ID: 2, Name: "bia"} // on b, reloads onto a during the outage
+	eve := UserRef{ID: 3, Name: "eve"} // joins on b during the outage
+	fay := UserRef{ID: 4, Name: "fay"} // joins on a during it, leaves right after
+	gus := UserRef{ID: 5, Name: "gus"} // joins and leaves during it
+	must(t, a.Connect(ctx, "general", ana))
+	must(t, b.Connect(ctx, "general", bia))
+
+	stopRedis(t, srv, a, b)
+	b.Disconnect(ctx, "general", bia)
+	must(t, a.Connect(ctx, "general", bia))
+	must(t, b.Connect(ctx, "general", eve))
+	must(t, a.Connect(ctx, "general", fay))
+	must(t, b.Connect(ctx, "general", gus))
+	b.Disconnect(ctx, "general", gus)
+	if n := len(changes.of("eve")); n != 0 {
+		t.Fatalf("eve's join was announced during the outage")
+	}
+
+	startRedisAgain(t, srv, a, b)
+	a.Disconnect(ctx, "general", fay) // before her held join is decided
+	eventually(t, 15*time.Second, "eve's join is announced", func() bool { return changes.count("eve", true) == 1 })
+	eventually(t, 15*time.Second, "fay's join and leave are announced", func() bool { return joinsLeaves(&changes, "fay") == "+-" })
+	time.Sleep(o.ttl + 3*testGrace) // every held join is decided by now
+	for name, want := range map[string]string{"ana": "+", "bia": "+", "eve": "+", "fay": "+-", "gus": ""} {
+		if got := joinsLeaves(&changes, name); got != want {
+			t.Errorf("%s's changes: %q, want %q (%+v)", name, got, want, changes.of(name))
+		}
+	}
+	for _, p := range []*RedisPresence{a, b} {
+		if got := online(t, p, "general"); !equalNames(got, []string{"ana", "bia", "eve"}) {
+			t.Fatalf("online after the outage: %v", got)
+		}
+	}
+
+	// Her leave comes after her join, once.
+	b.Disconnect(ctx, "general", eve)
+	eventually(t, 10*time.Second, "eve leaves", func() bool { return changes.count("eve", false) == 1 })
+	time.Sleep(3 * testGrace)
+	if got := joinsLeaves(&changes, "eve"); got != "+-" {
+		t.Fatalf("eve's changes: %q, want a join then a leave", got)
+	}
+}
+
+// A user whose streams on two instances both opened during the outage
+// joins once, whichever instance rebuilds first.
+func TestRedisPresenceOutageJoinOnTwoInstancesIsAnnouncedOnce(t *testing.T) {
+	requireRedis(t)
+	srv := startRedisServer(t)
+	o := rejoinOpts(srv.url)
+	var changes changeLog
+	a := startPresence(t, o, "a", &changes)
+	b := startPresence(t, o, "b", &changes)
+	c := startPresence(t, o, "c", &changes)
+	ctx := context.Background()
+	ana := UserRef{ID: 1, Name: "ana"}
+	eve := UserRef{ID: 3, Name: "eve"}
+	must(t, c.Connect(ctx, "general", ana))
+
+	stopRedis(t, srv, a, b, c)
+	must(t, a.Connect(ctx, "general", eve))
+	must(t, b.Connect(ctx, "general", eve))
+	must(t, b.Connect(ctx, "random", ana)) // new in random: a join there
+	startRedisAgain(t, srv, a, b, c)
+
+	eventually(t, 15*time.Second, "eve's join is announced", func() bool { return changes.count("eve", true) == 1 })
+	time.Sleep(o.ttl + 3*testGrace)
+	if got := joinsLeaves(&changes, "eve"); got != "+" {
+		t.Fatalf("eve's changes: %+v, want one join", changes.of("eve"))
+	}
+	var rooms []string
+	for _, ch := range changes.of("ana") {
+		if !ch.Joined {
+			t.Fatalf("ana left: %+v", ch)
+		}
+		rooms = append(rooms, ch.Room)
+	}
+	if !equalNames(rooms, []string{"general", "random"}) {
+		t.Fatalf("ana joined %v, want general (before the outage) then random", rooms)
+	}
+
+	a.Disconnect(ctx, "general", eve)
+	time.Sleep(3 * testGrace) // still on b
+	b.Disconnect(ctx, "general", eve)
+	eventually(t, 10*time.Second, "eve leaves", func() bool { return changes.count("eve", false) == 1 })
+	time.Sleep(3 * testGrace)
+	if got := joinsLeaves(&changes, "eve"); got != "+-" {
+		t.Fatalf("eve's changes: %+v, want a join then a leave", changes.of("eve"))
+	}
+}
+
+// A stream that opens on an instance that has not yet noticed that Redis
+// lost its data (it restarted between two beats) is a join, announced
+// once; the users online before are not announced again.
+func TestRedisPresenceJoinIntoAnEmptiedRedis(t *testing.T) {
+	requireRedis(t)
+	srv := startRedisServer(t)
+	o := rejoinOpts(srv.url)
+	o.heartbeat = time.Second // so the stream usually opens before the next beat
+	var changes changeLog
+	a := startPresence(t, o, "a", &changes)
+	b := startPresence(t, o, "b", &changes)
+	ctx := context.Background()
+	ana := UserRef{ID: 1, Name: "ana"}
+	eve := UserRef{ID: 3, Name: "eve"}
+	must(t, a.Connect(ctx, "general", ana))
+	must(t, b.Connect(ctx, "general", ana))
+
+	srv.restart(t)
+	must(t, a.Connect(ctx, "general", eve))
+	eventually(t, 15*time.Second, "eve's join is announced", func() bool { return changes.count("eve", true) == 1 })
+	eventually(t, 15*time.Second, "the records are back", func() bool {
+		return a.usable() && b.usable() && equalNames(online(t, b, "general"), []string{"ana", "eve"})
+	})
+	time.Sleep(o.ttl + 3*testGrace)
+	if got := joinsLeaves(&changes, "eve"); got != "+" {
+		t.Fatalf("eve's changes: %+v, want one join", changes.of("eve"))
+	}
+	if got := joinsLeaves(&changes, "ana"); got != "+" {
+		t.Fatalf("ana's changes: %+v, want the first join alone", changes.of("ana"))
+	}
+}
