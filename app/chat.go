@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"slices"
@@ -290,13 +291,20 @@ type replay struct {
 // from its cursor.
 const replayHeldMax = 8192
 
+// ErrStreamEnded is Next's answer when the subscription ended before the
+// opening was complete (dropped for holding too much, logged out, hung
+// up, shutdown). The caller must end the stream without sending anything
+// more: frames still queued may be newer than held ones that were let go,
+// and sending them would move the client's cursor past messages it never
+// got. It resumes from what it has.
+var ErrStreamEnded = errors.New("the stream ended during its opening")
+
 // Next returns the next part of the stream's opening after Initial: a
 // page of the backlog, read from the database; then the users and ready
 // events and the live events that came while the backlog went out. It
-// returns nil once the opening is complete, or when the subscription has
-// ended (the caller then ends the stream as it ends any: see Sub.Done).
-// An error is the database's: the caller ends the stream, and the client
-// resumes from its cursor.
+// returns nil once the opening is complete. ErrStreamEnded says the
+// subscription has ended; any other error is the database's. Either way
+// the caller ends the stream, and the client resumes from its cursor.
 //
 // Only the caller reads Sub's queue until Next returns nil.
 func (s *Stream) Next(ctx context.Context) ([]*Frame, error) {
@@ -306,7 +314,7 @@ func (s *Stream) Next(ctx context.Context) ([]*Frame, error) {
 	}
 	if !s.hold() {
 		s.replay = nil
-		return nil, nil
+		return nil, ErrStreamEnded
 	}
 	if !r.done {
 		rows, err := s.chat.history.VisibleAfter(ctx, r.vis, r.after, ReplayPageSize)
@@ -331,7 +339,7 @@ func (s *Stream) Next(ctx context.Context) ([]*Frame, error) {
 	// ready, before the rest of the queue.
 	if !s.hold() {
 		s.replay = nil
-		return nil, nil
+		return nil, ErrStreamEnded
 	}
 	s.dropHeld()
 	out := make([]*Frame, 0, len(r.held)+2)

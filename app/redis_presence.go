@@ -162,9 +162,17 @@ func orDefault(d, def time.Duration) time.Duration {
 func (p *RedisPresence) Connect(ctx context.Context, room string, user UserRef) error {
 	p.decide.Lock()
 	defer p.decide.Unlock()
+	// A reload within the grace: the pair's last stream here closed a
+	// moment ago, and Redis still has it recorded, its leave pending.
+	// addLocal forgets that, so it is read first; should Redis turn out to
+	// be gone, the pair was online before, not a join to announce later.
+	p.mu.Lock()
+	at, released := p.released[pairKey{room, user.ID}]
+	p.mu.Unlock()
+	reloaded := released && time.Since(at) <= p.grace
 	n, _ := p.addLocal(room, user, +1)
 	if p.usable() {
-		p.setStreams(ctx, room, user, n, n > 1)
+		p.setStreams(ctx, room, user, n, n > 1 || reloaded)
 	}
 	return nil
 }

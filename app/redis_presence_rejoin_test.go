@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -186,5 +187,36 @@ func TestRedisPresenceJoinIntoAnEmptiedRedis(t *testing.T) {
 	}
 	if got := joinsLeaves(&changes, "ana"); got != "+" {
 		t.Fatalf("ana's changes: %+v, want the first join alone", changes.of("ana"))
+	}
+}
+
+// A user who reloads inside the leave grace just as Redis comes back empty
+// was online all along: no second join.
+func TestRedisPresenceReloadInGraceAcrossEmptiedRedis(t *testing.T) {
+	requireRedis(t)
+	srv := startRedisServer(t)
+	var changes changeLog
+	p, err := NewRedisPresence(context.Background(), RedisPresenceOptions{
+		URL: srv.url, Prefix: "papotest:", Origin: "a-" + newOrigin(), Grace: 5 * time.Second,
+		Heartbeat: time.Second, TTL: time.Second,
+	}, changes.notifier("a"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	ctx := context.Background()
+	ana := UserRef{ID: 1, Name: "ana"}
+	must(t, p.Connect(ctx, "general", ana))
+	eventually(t, 5*time.Second, "ana joins", func() bool { return changes.count("ana", true) == 1 })
+
+	p.Disconnect(ctx, "general", ana) // the reload starts: leave due in 5 s
+	srv.restart(t)
+	must(t, p.Connect(ctx, "general", ana)) // the reload ends, well inside the grace
+	eventually(t, 15*time.Second, "the record is back", func() bool {
+		return p.usable() && equalNames(online(t, p, "general"), []string{"ana"})
+	})
+	time.Sleep(3 * time.Second) // past a held join's TTL
+	if got := joinsLeaves(&changes, "ana"); got != "+" {
+		t.Fatalf("ana's changes: %q (%+v), want the first join alone", got, changes.of("ana"))
 	}
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -122,10 +123,42 @@ func TestReplayDropsAStreamThatHoldsTooMuch(t *testing.T) {
 		}
 	}
 	frames, err := st.Next(context.Background())
-	if frames != nil || err != nil {
-		t.Fatalf("a stream holding %d events got %d frames, %v", replayHeldMax+1, len(frames), err)
+	if frames != nil || !errors.Is(err, ErrStreamEnded) {
+		t.Fatalf("a stream holding %d events got %d frames, %v; want ErrStreamEnded", replayHeldMax+1, len(frames), err)
 	}
 	if !st.Sub.Ended() || st.Sub.Reason() != CloseSlow || hub.Stats().Dropped.Load() != 1 {
 		t.Fatalf("ended %v, reason %v, dropped %d; want dropped as slow", st.Sub.Ended(), st.Sub.Reason(), hub.Stats().Dropped.Load())
+	}
+}
+
+// After a drop for holding too much, the live queue may still hold message
+// frames newer than the held ones that were let go: Next must say the
+// stream ended, not that its opening is complete, or a caller would go on
+// to send them and move the client's cursor past messages it never got.
+func TestReplayDroppedForHoldingTooMuchEndsTheOpening(t *testing.T) {
+	st, hub, msgs := replayFixture(t, ReplayPageSize+10)
+	if _, err := st.Next(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id := msgs[len(msgs)-1].ID
+	live := func() {
+		id++
+		f := EncodeFrame(id, EventMessage, []byte(`{}`))
+		hub.dispatch(Envelope{Type: EventMessage, Room: "general", ID: id}, f)
+	}
+	for i := 0; i < replayHeldMax; i++ {
+		live()
+		if i%4 == 3 && !st.hold() {
+			t.Fatalf("dropped after %d", i+1)
+		}
+	}
+	live() // crosses the bound
+	live() // newer still
+	frames, err := st.Next(context.Background())
+	if frames != nil || !errors.Is(err, ErrStreamEnded) {
+		t.Fatalf("after the drop Next gave %d frames, %v; want ErrStreamEnded", len(frames), err)
+	}
+	if !st.Sub.Ended() {
+		t.Fatal("not dropped")
 	}
 }

@@ -2,6 +2,7 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -217,9 +218,12 @@ func (s *detachedStream) writeOpening(ctx context.Context, head []byte) (ok, fin
 		}
 		var err error
 		if frames, err = s.st.Next(ctx); err != nil {
-			// The database failed mid-replay: what was read goes out, and
-			// the stream ends; the client resumes from its cursor.
-			s.owner.app.Log.Warn("stream: replaying the backlog", "room", s.sub.Room, "err", err)
+			// The database failed, or the subscription ended, mid-replay:
+			// what was read goes out, and the stream ends; the client
+			// resumes from its cursor.
+			if !errors.Is(err, app.ErrStreamEnded) {
+				s.owner.app.Log.Warn("stream: replaying the backlog", "room", s.sub.Room, "err", err)
+			}
 			finish = true
 		}
 	}

@@ -141,7 +141,9 @@ func (h *streamHandlers) writeOpening(ctx context.Context, st *app.Stream, out *
 		}
 		var err error
 		if frames, err = st.Next(ctx); err != nil {
-			h.app.Log.Warn("stream: replaying the backlog", "room", st.Sub.Room, "err", err)
+			if !errors.Is(err, app.ErrStreamEnded) {
+				h.app.Log.Warn("stream: replaying the backlog", "room", st.Sub.Room, "err", err)
+			}
 			return last, false
 		}
 	}
