@@ -52,6 +52,14 @@ func testLog() *slog.Logger {
 // turns them on; the leave grace is short.
 func newTestServer(t testing.TB, store *models.Store, opts ...serverOption) *testServer {
 	t.Helper()
+	return startServer(t, store, store, false, opts...)
+}
+
+// startServer is newTestServer on appStore (store, or a wrapper of it),
+// over HTTPS with HTTP/2 when h2 is set; its clients (s.client, s.user)
+// then speak HTTP/2.
+func startServer(t testing.TB, appStore app.Store, store *models.Store, h2 bool, opts ...serverOption) *testServer {
+	t.Helper()
 	cfg, err := app.LoadConfig(func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +71,7 @@ func newTestServer(t testing.TB, store *models.Store, opts ...serverOption) *tes
 		opt(&cfg, &o)
 	}
 	ctx := context.Background()
-	a, err := app.New(ctx, cfg, store, testLog(), o)
+	a, err := app.New(ctx, cfg, appStore, testLog(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +80,13 @@ func newTestServer(t testing.TB, store *models.Store, opts ...serverOption) *tes
 		a.Close()
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	if h2 {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	ts := &testServer{URL: srv.URL, App: a, Store: store, srv: srv, h: h}
 	t.Cleanup(ts.Close)
 	return ts

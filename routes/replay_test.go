@@ -3,8 +3,6 @@ package routes
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -64,43 +62,6 @@ func (s *hookedStore) VisibleAfter(ctx context.Context, v models.Visibility, aft
 		s.hook(s.page)
 	}
 	return rows, err
-}
-
-// startServer is newTestServer on appStore (store, or a wrapper of it),
-// over HTTPS with HTTP/2 when h2 is set; its clients (s.client, s.user)
-// then speak HTTP/2.
-func startServer(t testing.TB, appStore app.Store, store *models.Store, h2 bool, opts ...serverOption) *testServer {
-	t.Helper()
-	cfg, err := app.LoadConfig(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.LeaveGrace = 300 * time.Millisecond
-	cfg.Limits.Enabled = false
-	o := app.Options{BcryptCost: 4, TypingLapse: 400 * time.Millisecond}
-	for _, opt := range opts {
-		opt(&cfg, &o)
-	}
-	ctx := context.Background()
-	a, err := app.New(ctx, cfg, appStore, testLog(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(ctx, a, os.DirFS(".."))
-	if err != nil {
-		a.Close()
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	if h2 {
-		srv.EnableHTTP2 = true
-		srv.StartTLS()
-	} else {
-		srv.Start()
-	}
-	ts := &testServer{URL: srv.URL, App: a, Store: store, srv: srv, h: h}
-	t.Cleanup(ts.Close)
-	return ts
 }
 
 // userOver registers name with a client that speaks HTTP/2 to s when h2
