@@ -504,7 +504,10 @@ func TestRoomSwitcher(t *testing.T) {
 }
 
 func TestRoomSwitcherShowsBusyRooms(t *testing.T) {
-	srv := startForBrowser(t)
+	// A long grace: ana is still online in #general for the whole test
+	// after she moves to #lobby, so the counts do not hang on how fast
+	// the browser loads the next page (the default 300 ms did, under load).
+	srv := startForBrowser(t, "PAPO_LEAVE_GRACE=1m")
 	// bia is in #lobby, which ana's browser has never visited.
 	bia := client.New(srv.URL, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
