@@ -75,10 +75,9 @@ type Hub struct {
 	pending    map[int64]Envelope
 	gapSince   time.Time
 	dispatched atomic.Int64
-	// The safety poll's failures since the database stopped answering it,
-	// at pollDownSince; logged at the start and at the end, not each poll.
-	pollFailures  int
-	pollDownSince time.Time
+	// The safety poll's failures while the database does not answer it:
+	// logged at the start and at the end, not each poll.
+	pollFailures failureStreak
 
 	// recent is the tail of the sequence as this hub dispatched it; see
 	// recentRing.
@@ -488,18 +487,14 @@ func (h *Hub) pollLast() {
 	last, err := h.source.LastMessageID(ctx)
 	cancel()
 	if err != nil {
-		if h.pollFailures == 0 {
+		if h.pollFailures.fail(1) {
 			h.log.Warn("hub: safety poll: the database does not answer; messages from other instances "+
 				"may arrive late until it does (further failures are counted, not logged)", "err", err)
-			h.pollDownSince = time.Now()
 		}
-		h.pollFailures++
 		return
 	}
-	if h.pollFailures > 0 {
-		h.log.Info("hub: safety poll: the database answers again", "failed_polls", h.pollFailures,
-			"after", time.Since(h.pollDownSince).Round(time.Millisecond))
-		h.pollFailures = 0
+	if failed, _, d, was := h.pollFailures.succeed(); was {
+		h.log.Info("hub: safety poll: the database answers again", "failed_polls", failed, "after", d)
 	}
 	if last >= h.next {
 		h.fillGap()

@@ -45,10 +45,9 @@ type Sessions struct {
 	mu    sync.Mutex
 	cache map[string]cachedSession
 
-	// Owned by WatchStreams: the failed checks since the database stopped
-	// answering them, at checkDownSince (logged at the start and the end).
-	checkFailures  int
-	checkDownSince time.Time
+	// The failed checks of WatchStreams while the database does not
+	// answer them (logged at the start and the end).
+	checkFailures failureStreak
 }
 
 // StreamSessionCheck is how often WatchStreams checks, besides after an
@@ -252,13 +251,11 @@ func (s *Sessions) checkStreams(ctx context.Context) int {
 			if ctx.Err() != nil {
 				return ended
 			}
-			if s.checkFailures == 0 {
+			if s.checkFailures.fail(1) {
 				s.hub.log.Warn("sessions: checking that open streams' sessions still exist failed; "+
 					"a stream whose session ended unheard stays open until the database answers "+
 					"(further failures are counted, not logged)", "err", err)
-				s.checkDownSince = time.Now()
 			}
-			s.checkFailures++
 			return ended
 		}
 		dead := map[string]bool{}
@@ -273,10 +270,8 @@ func (s *Sessions) checkStreams(ctx context.Context) int {
 			ended += n
 		}
 	}
-	if s.checkFailures > 0 {
-		s.hub.log.Info("sessions: checking open streams' sessions works again", "failed_checks", s.checkFailures,
-			"after", time.Since(s.checkDownSince).Round(time.Millisecond))
-		s.checkFailures = 0
+	if failed, _, d, was := s.checkFailures.succeed(); was {
+		s.hub.log.Info("sessions: checking open streams' sessions works again", "failed_checks", failed, "after", d)
 	}
 	return ended
 }

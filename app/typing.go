@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -98,24 +97,19 @@ func (t *Typing) publish(ctx context.Context, room string, user UserRef, typing 
 // publishOutage logs the first failed publish of an outage (the broker
 // unreachable) and the first success after it, with the count of failures
 // in between, rather than a line per event. Its zero value is ready.
-type publishOutage struct {
-	o      outage
-	failed atomic.Int64
-}
+type publishOutage struct{ streak failureStreak }
 
 // note records the outcome of one publish by what (e.g. "typing").
 func (p *publishOutage) note(log *slog.Logger, what string, err error) {
 	if err != nil {
-		p.failed.Add(1)
-		if p.o.fail(err) {
+		if p.streak.fail(1) {
 			log.Warn(what+": publishing to other instances failed; their streams miss these events until it works again "+
 				"(further failures are counted, not logged)", "err", err)
 		}
 		return
 	}
-	if d, was := p.o.recover(); was {
-		log.Info(what+": publishing to other instances works again", "failed_events", p.failed.Swap(0),
-			"after", d.Round(time.Millisecond))
+	if failed, _, d, was := p.streak.succeed(); was {
+		log.Info(what+": publishing to other instances works again", "failed_events", failed, "after", d)
 	}
 }
 

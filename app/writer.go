@@ -43,12 +43,9 @@ type Writer struct {
 	unpublished int
 	lastBatch   int
 
-	// failedBatches and failedMessages count the commits that failed since
-	// the database began failing, at failingSince; owned by the writer
-	// goroutine.
-	failedBatches  int
-	failedMessages int
-	failingSince   time.Time
+	// storeFailures counts the commits that failed since the database
+	// began failing, and their messages.
+	storeFailures failureStreak
 }
 
 type writeReq struct {
@@ -226,19 +223,16 @@ func outcomeUnknown(err error) *Error {
 // success after it, with how many batches failed in between, rather than a
 // line per failed batch (each is answered 503).
 func (w *Writer) noteStore(n int, err error) {
-	switch {
-	case err != nil && w.failedBatches == 0:
-		w.log.Error("writer: storing messages failed; answering 503 "+
-			"(further failures are counted, not logged, until storing works again)", "messages", n, "err", err)
-		w.failingSince = time.Now()
-		w.failedBatches, w.failedMessages = 1, n
-	case err != nil:
-		w.failedBatches++
-		w.failedMessages += n
-	case w.failedBatches > 0:
-		w.log.Info("writer: storing messages works again", "failed_batches", w.failedBatches,
-			"failed_messages", w.failedMessages, "after", time.Since(w.failingSince).Round(time.Millisecond))
-		w.failedBatches, w.failedMessages = 0, 0
+	if err != nil {
+		if w.storeFailures.fail(n) {
+			w.log.Error("writer: storing messages failed; answering 503 "+
+				"(further failures are counted, not logged, until storing works again)", "messages", n, "err", err)
+		}
+		return
+	}
+	if batches, messages, d, was := w.storeFailures.succeed(); was {
+		w.log.Info("writer: storing messages works again", "failed_batches", batches,
+			"failed_messages", messages, "after", d)
 	}
 }
 
