@@ -65,14 +65,52 @@ func (c *cutter) accept() {
 		c.mu.Lock()
 		c.conns = append(c.conns, client, server)
 		c.mu.Unlock()
-		go func() { _, _ = io.Copy(client, server); client.Close() }()
-		go c.pump(client, server)
+		l := &link{}
+		go l.answers(client, server)
+		go c.pump(client, server, l)
+	}
+}
+
+// link is one proxied connection. Once cut, nothing more of the server's
+// reaches the client: cut is set before the triggering packet goes out,
+// so its answer cannot slip through before the close.
+type link struct {
+	mu  sync.Mutex
+	cut bool
+}
+
+func (l *link) sever() {
+	l.mu.Lock()
+	l.cut = true
+	l.mu.Unlock()
+}
+
+// answers copies the server's bytes to the client until the link is cut.
+func (l *link) answers(client, server net.Conn) {
+	defer client.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := server.Read(buf)
+		if n > 0 {
+			l.mu.Lock()
+			cut := l.cut
+			if !cut {
+				_, err = client.Write(buf[:n])
+			}
+			l.mu.Unlock()
+			if cut {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
 // pump forwards client packets to the server, one MySQL packet (3-byte
 // length, sequence number, payload) at a time.
-func (c *cutter) pump(client, server net.Conn) {
+func (c *cutter) pump(client, server net.Conn, l *link) {
 	defer server.Close()
 	defer client.Close()
 	head := make([]byte, 4)
@@ -92,6 +130,9 @@ func (c *cutter) pump(client, server net.Conn) {
 			c.trigger = nil
 		}
 		c.mu.Unlock()
+		if hit {
+			l.sever()
+		}
 		if !hit || forward {
 			if _, err := server.Write(append(head, payload...)); err != nil {
 				return
