@@ -96,14 +96,23 @@ func setup(ctx context.Context, cfg *config, capHint int, beforeOpen func()) ([]
 }
 
 func runConnect(ctx context.Context, cfg *config) error {
-	var before serverSample
-	_, set, err := setup(ctx, cfg, 0, func() { before = sampleServer(ctx, cfg) })
+	var (
+		before serverSample
+		prof   *profiler
+	)
+	_, set, err := setup(ctx, cfg, 0, func() {
+		before = sampleServer(ctx, cfg)
+		// A CPU profile runs for whole seconds, fixed when it starts: it
+		// spans the connects and the settle, which costs next to nothing.
+		prof = startProfile(ctx, cfg, int(cfg.settle.Seconds())+2)
+	})
 	if err != nil {
 		return err
 	}
 	defer set.closeAll()
 	sleep(ctx, cfg.settle)
 	after := sampleServer(ctx, cfg)
+	prof.finish(ctx)
 	n := set.alive()
 	if before.ok && after.ok && n > 0 {
 		fmt.Printf("memory: server RSS %d KiB before, %d KiB with %d open idle streams (after %s): %.1f KiB per stream\n",
