@@ -20,6 +20,8 @@ type HistoryStore interface {
 	LastMessageID(ctx context.Context) (int64, error)
 	VisibleAfter(ctx context.Context, v models.Visibility, after int64, limit int) ([]models.Message, error)
 	VisibleBefore(ctx context.Context, v models.Visibility, before int64, limit int) ([]models.Message, error)
+	RoomNewest(ctx context.Context, room string, upTo int64, limit int) ([]models.Message, error)
+	PrivateNewest(ctx context.Context, userID int64, upTo int64, limit int) ([]models.Message, error)
 }
 
 // Backlog and paging bounds.
@@ -430,13 +432,7 @@ func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, curs
 	frames, lastID, resume, ok := c.hub.RecentBacklog(vis, strings.TrimSpace(cursor), BacklogSize)
 	var until int64 // > 0: the replay goes on, up to this id
 	if !ok {
-		var backlog []models.Message
-		backlog, resume, until, err = c.backlog(ctx, vis, cursor)
-		frames = make([]*Frame, len(backlog), len(backlog)+2)
-		for i := range backlog {
-			frames[i] = messageFrame(&backlog[i])
-			lastID = backlog[i].ID
-		}
+		frames, lastID, resume, until, err = c.backlog(ctx, vis, cursor)
 	}
 	if err == nil {
 		var users []string
@@ -465,33 +461,53 @@ func messageFrame(m *models.Message) *Frame {
 	return EncodeFrame(env.ID, EventMessage, env.Data)
 }
 
-// backlog reads a stream's backlog from the database: the newest
-// BacklogSize messages, or, on a resume, the first page of those after the
-// cursor. until is set when that page is not all of it: the replay goes on
-// (Stream.Next) up to until, the last id committed when the stream had
-// subscribed; every message after it reaches the stream's live queue.
-func (c *Chat) backlog(ctx context.Context, v models.Visibility, cursor string) (rows []models.Message, resume string, until int64, err error) {
+// backlog is a stream's backlog when the ring cannot answer it. The newest
+// BacklogSize messages, and a resume that missed fewer than the tails
+// hold, come from the tails (see backlogTails). A longer resume reads the
+// database: its first page here, and until set when that page is not all
+// of it: the replay goes on (Stream.Next) up to until, the last id
+// committed when the stream had subscribed; every message after it
+// reaches the stream's live queue.
+func (c *Chat) backlog(ctx context.Context, v models.Visibility, cursor string) (frames []*Frame, last int64, resume string, until int64, err error) {
+	id, valid := ParseCursor(cursor)
 	if strings.TrimSpace(cursor) == "" {
-		rows, err := c.history.VisibleBefore(ctx, v, math.MaxInt64, BacklogSize)
-		return rows, resumeNew, 0, err
+		resume = resumeNew
+	} else if !valid {
+		resume = resumeInvalid
 	}
-	id, ok := ParseCursor(cursor)
-	var last int64
-	if ok {
-		if last, err = c.history.LastMessageID(ctx); err != nil {
-			return nil, "", 0, err
+	s, err := c.tailsFor(ctx, v)
+	if err != nil {
+		return nil, 0, "", 0, err
+	}
+	if !valid {
+		frames, last = s.newest(BacklogSize)
+		return frames, last, resume, 0, nil
+	}
+	if id <= s.asOf {
+		if frames, last, ok := s.after(id, BacklogSize); ok {
+			return frames, last, resumeOK, 0, nil
 		}
-		ok = id <= last // a cursor from the future is from another database
 	}
-	if !ok {
-		rows, err := c.history.VisibleBefore(ctx, v, math.MaxInt64, BacklogSize)
-		return rows, resumeInvalid, 0, err
+	committed, err := c.history.LastMessageID(ctx)
+	if err != nil {
+		return nil, 0, "", 0, err
 	}
-	if rows, err = c.history.VisibleAfter(ctx, v, id, ReplayPageSize); err != nil {
-		return nil, "", 0, err
+	if id > committed {
+		// A cursor from the future is from another database.
+		frames, last = s.newest(BacklogSize)
+		return frames, last, resumeInvalid, 0, nil
 	}
-	if len(rows) == ReplayPageSize && rows[len(rows)-1].ID < last {
-		until = last
+	rows, err := c.history.VisibleAfter(ctx, v, id, ReplayPageSize)
+	if err != nil {
+		return nil, 0, "", 0, err
 	}
-	return rows, resumeOK, until, nil
+	if len(rows) == ReplayPageSize && rows[len(rows)-1].ID < committed {
+		until = committed
+	}
+	frames = make([]*Frame, len(rows), len(rows)+2)
+	for i := range rows {
+		frames[i] = messageFrame(&rows[i])
+		last = rows[i].ID
+	}
+	return frames, last, resumeOK, until, nil
 }

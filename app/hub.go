@@ -82,6 +82,9 @@ type Hub struct {
 	// recent is the tail of the sequence as this hub dispatched it; see
 	// recentRing.
 	recent recentRing
+	// tails are the newest messages of the rooms and users whose streams
+	// were lately opened; see backlogTails.
+	tails *backlogTails
 
 	// Coalescing (see HubOptions.Coalesce), owned by the dispatcher:
 	// the messages held back per room, and when each room's messages were
@@ -154,6 +157,7 @@ func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger
 		users:     map[int64]subscribers{},
 		pending:   map[int64]Envelope{},
 		recent:    recentRing{buf: make([]recentMessage, max(opts.Recent, 0))},
+		tails:     newBacklogTails(BacklogSize, tailRooms, tailUsers, tailBudget),
 		held:      map[string]*heldBatch{},
 		lastOffer: map[string]time.Time{},
 		restored:  make(chan struct{}, 1),
@@ -180,6 +184,7 @@ func (h *Hub) Start(ctx context.Context) error {
 	}
 	h.next = last + 1
 	h.dispatched.Store(last)
+	h.tails.start(last)
 	h.preloadRecent(ctx, last)
 	close(h.started)
 	go h.run()
@@ -354,6 +359,7 @@ func (h *Hub) dispatchMessage(env Envelope) {
 	// Into the ring before any subscriber is offered it: a stream that
 	// registers after the offer finds it in the ring (see Recent).
 	h.recent.add(env, f)
+	h.tails.add(env, f)
 	h.next = env.ID + 1
 	h.dispatched.Store(env.ID)
 	if h.opts.Coalesce <= 0 {

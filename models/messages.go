@@ -371,31 +371,77 @@ func (s *Store) Newest(ctx context.Context, v Visibility, limit int) ([]Message,
 	return s.VisibleBefore(ctx, v, math.MaxInt64, limit)
 }
 
+// RoomNewest returns the newest limit messages of room that everyone in
+// it sees (all but private ones) with id <= upTo, oldest first. With
+// PrivateNewest it answers VisibleBefore in two halves, so that the room's
+// half can be kept and shared by every reader of the room.
+func (s *Store) RoomNewest(ctx context.Context, room string, upTo int64, limit int) ([]Message, error) {
+	out, err := s.roomPart(ctx, room, "id <= ?", upTo, "id DESC", limit)
+	slices.Reverse(out)
+	return out, err
+}
+
+// PrivateNewest returns the newest limit private messages that userID sent
+// or received with id <= upTo, oldest first.
+func (s *Store) PrivateNewest(ctx context.Context, userID int64, upTo int64, limit int) ([]Message, error) {
+	out, err := s.privatePart(ctx, userID, "id <= ?", upTo, "id DESC", limit)
+	slices.Reverse(out)
+	return out, err
+}
+
 // visible runs the rule as three index-backed queries (room, sent private,
 // received private) and merges them: one OR-query would leave the planner
 // to scan by primary key.
 func (s *Store) visible(ctx context.Context, v Visibility, cond string, cursor int64, order string, limit int) ([]Message, error) {
+	room, err := s.roomPart(ctx, v.Room, cond, cursor, order, limit)
+	if err != nil {
+		return nil, err
+	}
+	private, err := s.privatePart(ctx, v.UserID, cond, cursor, order, limit)
+	if err != nil {
+		return nil, err
+	}
+	return mergeByID(order, limit, room, private), nil
+}
+
+func (s *Store) roomPart(ctx context.Context, room, cond string, cursor int64, order string, limit int) ([]Message, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []Message
+	err := s.db.WithContext(ctx).Where(cond, cursor).Order(order).Limit(limit).
+		Where("room = ? AND kind <> ?", room, KindPrivate).Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("reading room messages: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) privatePart(ctx context.Context, userID int64, cond string, cursor int64, order string, limit int) ([]Message, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	db := s.db.WithContext(ctx)
-	var room, sent, received []Message
+	var sent, received []Message
 	q := db.Where(cond, cursor).Order(order).Limit(limit)
-	if err := q.Where("room = ? AND kind <> ?", v.Room, KindPrivate).Find(&room).Error; err != nil {
-		return nil, fmt.Errorf("reading room messages: %w", err)
-	}
-	q = db.Where(cond, cursor).Order(order).Limit(limit)
-	if err := q.Where("user_id = ? AND kind = ?", v.UserID, KindPrivate).Find(&sent).Error; err != nil {
+	if err := q.Where("user_id = ? AND kind = ?", userID, KindPrivate).Find(&sent).Error; err != nil {
 		return nil, fmt.Errorf("reading sent private messages: %w", err)
 	}
 	q = db.Where(cond, cursor).Order(order).Limit(limit)
-	if err := q.Where("to_user_id = ?", v.UserID).Find(&received).Error; err != nil {
+	if err := q.Where("to_user_id = ?", userID).Find(&received).Error; err != nil {
 		return nil, fmt.Errorf("reading received private messages: %w", err)
 	}
-	all := make([]Message, 0, len(room)+len(sent)+len(received))
-	all = append(all, room...)
-	all = append(all, sent...)
-	all = append(all, received...)
+	return mergeByID(order, limit, sent, received), nil
+}
+
+// mergeByID merges parts in order ("id" or "id DESC"), without repeats,
+// and keeps the first limit. A message to oneself would be in two parts;
+// /msg refuses those, but the rule must hold regardless.
+func mergeByID(order string, limit int, parts ...[]Message) []Message {
+	var all []Message
+	for _, p := range parts {
+		all = append(all, p...)
+	}
 	desc := order != "id"
 	slices.SortFunc(all, func(a, b Message) int {
 		if desc {
@@ -403,13 +449,11 @@ func (s *Store) visible(ctx context.Context, v Visibility, cond string, cursor i
 		}
 		return cmpInt64(a.ID, b.ID)
 	})
-	// A message to oneself would appear twice; /msg refuses those, but the
-	// rule must hold regardless.
 	all = slices.CompactFunc(all, func(a, b Message) bool { return a.ID == b.ID })
 	if len(all) > limit {
 		all = all[:limit]
 	}
-	return all, nil
+	return all
 }
 
 func cmpInt64(a, b int64) int {
