@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -27,6 +28,10 @@ type backlogTails struct {
 	asOf     int64 // the last id dispatched: every tail holds all up to it
 	rooms    map[string]*tail
 	users    map[int64]*tail
+	// The halves being read from the database, each closed when its
+	// read is over: a storm of streams into one quiet room reads it once.
+	readingRooms map[string]chan struct{}
+	readingUsers map[int64]chan struct{}
 }
 
 // tail is the newest messages of one half, oldest first.
@@ -46,7 +51,8 @@ const (
 
 func newBacklogTails(size, maxRooms, maxUsers, budget int) *backlogTails {
 	return &backlogTails{size: size, budget: budget, maxRooms: maxRooms, maxUsers: maxUsers,
-		rooms: map[string]*tail{}, users: map[int64]*tail{}}
+		rooms: map[string]*tail{}, users: map[int64]*tail{},
+		readingRooms: map[string]chan struct{}{}, readingUsers: map[int64]chan struct{}{}}
 }
 
 // start sets the id that the first dispatch follows.
@@ -210,17 +216,81 @@ func tailOf(rows []models.Message) tail {
 	return tl
 }
 
+// claim is how a stream that misses a half learns whether another is
+// reading it already (wait is then closed when that read is over), or is
+// to read it itself (and call done after, whatever happened).
+func claim[K comparable](t *backlogTails, reading map[K]chan struct{}, key K) (wait <-chan struct{}, done func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ch, ok := reading[key]; ok {
+		return ch, nil
+	}
+	ch := make(chan struct{})
+	reading[key] = ch
+	return nil, func() {
+		t.mu.Lock()
+		delete(reading, key)
+		t.mu.Unlock()
+		close(ch)
+	}
+}
+
 // tailsFor returns the tails of v's two halves, reading from the database
 // (and keeping) whichever is missing, both exact up to the same id: every
 // later message was dispatched after the stream subscribed, so it is in
-// the stream's queue.
+// the stream's queue. A half that another stream is reading is waited for
+// (twice at most: a read whose tail could not be kept leaves it missing).
 func (c *Chat) tailsFor(ctx context.Context, v models.Visibility) (snapshot, error) {
 	tails := c.hub.tails
-	s := tails.snapshot(v)
+	for waits := 0; ; waits++ {
+		s := tails.snapshot(v)
+		if s.hasRoom && s.hasUser {
+			return s, nil
+		}
+		var (
+			wait  <-chan struct{}
+			dones []func()
+		)
+		if !s.hasRoom {
+			w, done := claim(tails, tails.readingRooms, v.Room)
+			wait = cmp.Or(wait, w)
+			if done != nil {
+				dones = append(dones, done)
+			}
+		}
+		if !s.hasUser {
+			w, done := claim(tails, tails.readingUsers, v.UserID)
+			wait = cmp.Or(wait, w)
+			if done != nil {
+				dones = append(dones, done)
+			}
+		}
+		if wait != nil && waits < 2 {
+			for _, done := range dones {
+				done()
+			}
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return s, ctx.Err()
+			}
+		}
+		err := c.readTails(ctx, v, &s)
+		for _, done := range dones {
+			done()
+		}
+		return s, err
+	}
+}
+
+// readTails reads the halves s is missing, up to s.asOf, and keeps them.
+func (c *Chat) readTails(ctx context.Context, v models.Visibility, s *snapshot) error {
+	tails := c.hub.tails
 	if !s.hasRoom {
 		rows, err := c.history.RoomNewest(ctx, v.Room, s.asOf, tails.size)
 		if err != nil {
-			return s, err
+			return err
 		}
 		s.room = tailOf(rows)
 		tails.installRoom(v.Room, s.room, s.asOf, &c.hub.recent)
@@ -228,12 +298,12 @@ func (c *Chat) tailsFor(ctx context.Context, v models.Visibility) (snapshot, err
 	if !s.hasUser {
 		rows, err := c.history.PrivateNewest(ctx, v.UserID, s.asOf, tails.size)
 		if err != nil {
-			return s, err
+			return err
 		}
 		s.user = tailOf(rows)
 		tails.installUser(v.UserID, s.user, s.asOf, &c.hub.recent)
 	}
-	return s, nil
+	return nil
 }
 
 // newest is the newest limit messages of the two halves, as frames,

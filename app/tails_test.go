@@ -380,3 +380,68 @@ func TestTailsStayInBounds(t *testing.T) {
 		t.Fatalf("%d bytes accounted (budget 1000), %d held", tails.bytes, total)
 	}
 }
+
+// countingHistory counts the reads of the tails' halves from the store.
+type countingHistory struct {
+	HistoryStore
+	mu           sync.Mutex
+	rooms, users int
+}
+
+func (h *countingHistory) RoomNewest(ctx context.Context, room string, upTo int64, limit int) ([]models.Message, error) {
+	h.mu.Lock()
+	h.rooms++
+	h.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // a slow database: the others arrive meanwhile
+	return h.HistoryStore.RoomNewest(ctx, room, upTo, limit)
+}
+
+func (h *countingHistory) PrivateNewest(ctx context.Context, userID int64, upTo int64, limit int) ([]models.Message, error) {
+	h.mu.Lock()
+	h.users++
+	h.mu.Unlock()
+	return h.HistoryStore.PrivateNewest(ctx, userID, upTo, limit)
+}
+
+// TestQuietRoomStormReadsItOnce: many streams opened at once in a quiet
+// room read its messages from the database once, and each reader's
+// private ones once, and every one of them gets the right backlog.
+func TestQuietRoomStormReadsItOnce(t *testing.T) {
+	store := modelstest.Open(t, models.SQLite)
+	f := newTailsFixture(t, store)
+	f.post(t, f.say("ana", "attic", 70)...)
+	f.post(t, f.whisper("ana", "bia", "general"), f.whisper("caio", "ana", "attic"))
+	f.post(t, f.say("bia", "general", 40)...)
+	counted := &countingHistory{HistoryStore: store}
+	f.chat = &Chat{history: counted, hub: f.hub}
+
+	readers := []string{"ana", "bia", "caio"}
+	got := make([][]*Frame, 60)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() {
+			v := models.Visibility{Room: "attic", UserID: f.users[readers[i%3]].ID}
+			frames, _, _, _, err := f.chat.backlog(context.Background(), v, "")
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = frames
+		})
+	}
+	wg.Wait()
+	if counted.rooms != 1 || counted.users != 3 {
+		t.Fatalf("the room was read %d times (want 1), the readers' private messages %d (want 3)", counted.rooms, counted.users)
+	}
+	for i, frames := range got {
+		v := models.Visibility{Room: "attic", UserID: f.users[readers[i%3]].ID}
+		want, err := store.VisibleBefore(context.Background(), v, math.MaxInt64, BacklogSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last int64
+		if len(frames) > 0 {
+			last = frames[len(frames)-1].ID
+		}
+		sameFrames(t, fmt.Sprintf("stream %d (%s)", i, readers[i%3]), frames, last, want)
+	}
+}
