@@ -16,6 +16,8 @@ import (
 )
 
 // HistoryStore is the part of the store that reading history needs.
+// VisibleAfter and VisibleBefore each read one moment of the history: a
+// page never shows a message and misses an older one committed before it.
 type HistoryStore interface {
 	LastMessageID(ctx context.Context) (int64, error)
 	VisibleAfter(ctx context.Context, v models.Visibility, after int64, limit int) ([]models.Message, error)

@@ -110,25 +110,26 @@ func (tl *tail) push(id int64, f *Frame, size int) {
 }
 
 // trim drops tails other than keep, in no particular order, until the
-// tails are within their bounds.
+// tails are within their bounds: past a count, any; past the bytes, only
+// tails that hold some.
 func (t *backlogTails) trim(keep *tail) {
-	for room, tl := range t.rooms {
-		if t.bytes <= t.budget && len(t.rooms) <= t.maxRooms {
-			break
+	evict(t, t.rooms, keep, false, func() bool { return len(t.rooms) > t.maxRooms })
+	evict(t, t.users, keep, false, func() bool { return len(t.users) > t.maxUsers })
+	overBudget := func() bool { return t.bytes > t.budget }
+	evict(t, t.rooms, keep, true, overBudget)
+	evict(t, t.users, keep, true, overBudget)
+}
+
+func evict[K comparable](t *backlogTails, tails map[K]*tail, keep *tail, holdingOnly bool, over func() bool) {
+	for key, tl := range tails {
+		if !over() {
+			return
 		}
-		if tl != keep {
-			t.bytes -= tl.bytes
-			delete(t.rooms, room)
+		if tl == keep || (holdingOnly && tl.bytes == 0) {
+			continue
 		}
-	}
-	for user, tl := range t.users {
-		if t.bytes <= t.budget && len(t.users) <= t.maxUsers {
-			break
-		}
-		if tl != keep {
-			t.bytes -= tl.bytes
-			delete(t.users, user)
-		}
+		t.bytes -= tl.bytes
+		delete(tails, key)
 	}
 }
 
@@ -251,19 +252,17 @@ func (c *Chat) tailsFor(ctx context.Context, v models.Visibility) (snapshot, err
 			wait  <-chan struct{}
 			dones []func()
 		)
-		if !s.hasRoom {
-			w, done := claim(tails, tails.readingRooms, v.Room)
+		take := func(w <-chan struct{}, done func()) {
 			wait = cmp.Or(wait, w)
 			if done != nil {
 				dones = append(dones, done)
 			}
 		}
+		if !s.hasRoom {
+			take(claim(tails, tails.readingRooms, v.Room))
+		}
 		if !s.hasUser {
-			w, done := claim(tails, tails.readingUsers, v.UserID)
-			wait = cmp.Or(wait, w)
-			if done != nil {
-				dones = append(dones, done)
-			}
+			take(claim(tails, tails.readingUsers, v.UserID))
 		}
 		if wait != nil && waits < 2 {
 			for _, done := range dones {
@@ -276,10 +275,12 @@ func (c *Chat) tailsFor(ctx context.Context, v models.Visibility) (snapshot, err
 				return s, ctx.Err()
 			}
 		}
-		err := c.readTails(ctx, v, &s)
+		// Deferred: a read that panics (the router recovers) must still
+		// end its claims, or every later stream of the half waits for it.
 		for _, done := range dones {
-			done()
+			defer done()
 		}
+		err := c.readTails(ctx, v, &s)
 		return s, err
 	}
 }

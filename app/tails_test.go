@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -444,4 +445,53 @@ func TestQuietRoomStormReadsItOnce(t *testing.T) {
 		}
 		sameFrames(t, fmt.Sprintf("stream %d (%s)", i, readers[i%3]), frames, last, want)
 	}
+}
+
+// panickyHistory panics in its first reads of a room's tail, as a driver
+// bug would; the router's recovery answers 500 and the server goes on.
+type panickyHistory struct {
+	HistoryStore
+	panics atomic.Int32
+}
+
+func (h *panickyHistory) RoomNewest(ctx context.Context, room string, upTo int64, limit int) ([]models.Message, error) {
+	if h.panics.Add(-1) >= 0 {
+		panic("a bug in the driver")
+	}
+	return h.HistoryStore.RoomNewest(ctx, room, upTo, limit)
+}
+
+// TestATailReadThatPanicsLetsTheRoomOpenAgain: a stream whose read
+// of a missing tail panics must still give up its claim on that half
+// (claim: "call done after, whatever happened"); else every later stream
+// of the room waits for a read that will never end.
+func TestATailReadThatPanicsLetsTheRoomOpenAgain(t *testing.T) {
+	store := modelstest.Open(t, models.SQLite)
+	f := newTailsFixture(t, store)
+	f.post(t, f.say("ana", "attic", 60)...)
+	f.post(t, f.say("caio", "general", 30)...)
+	history := &panickyHistory{HistoryStore: store}
+	history.panics.Store(1)
+	f.chat = &Chat{history: history, hub: f.hub}
+	v := models.Visibility{Room: "attic", UserID: f.users["bia"].ID}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the first read did not panic")
+			}
+		}()
+		f.chat.backlog(context.Background(), v, "")
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	frames, last, _, _, err := f.chat.backlog(ctx, v, "")
+	if err != nil {
+		t.Fatalf("the next stream of the room: %v", err)
+	}
+	want, err := store.VisibleBefore(context.Background(), v, math.MaxInt64, BacklogSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFrames(t, "the next stream of the room", frames, last, want)
 }

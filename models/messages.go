@@ -376,7 +376,7 @@ func (s *Store) Newest(ctx context.Context, v Visibility, limit int) ([]Message,
 // PrivateNewest it answers VisibleBefore in two halves, so that the room's
 // half can be kept and shared by every reader of the room.
 func (s *Store) RoomNewest(ctx context.Context, room string, upTo int64, limit int) ([]Message, error) {
-	out, err := s.roomPart(ctx, room, "id <= ?", upTo, "id DESC", limit)
+	out, err := roomPart(s.db.WithContext(ctx), room, "id <= ?", upTo, "id DESC", limit)
 	slices.Reverse(out)
 	return out, err
 }
@@ -384,32 +384,53 @@ func (s *Store) RoomNewest(ctx context.Context, room string, upTo int64, limit i
 // PrivateNewest returns the newest limit private messages that userID sent
 // or received with id <= upTo, oldest first.
 func (s *Store) PrivateNewest(ctx context.Context, userID int64, upTo int64, limit int) ([]Message, error) {
-	out, err := s.privatePart(ctx, userID, "id <= ?", upTo, "id DESC", limit)
+	out, err := privatePart(s.db.WithContext(ctx), userID, "id <= ?", upTo, "id DESC", limit)
 	slices.Reverse(out)
 	return out, err
 }
 
 // visible runs the rule as three index-backed queries (room, sent private,
 // received private) and merges them: one OR-query would leave the planner
-// to scan by primary key.
+// to scan by primary key. The three run in one read transaction, so they
+// see the same commits: read at three moments, a page could show a
+// batch's private message and miss the room message committed with it,
+// and a reader that moves its cursor past the page would never get that
+// one. (RoomNewest and PrivateNewest need none: they read up to an id
+// already committed.)
 func (s *Store) visible(ctx context.Context, v Visibility, cond string, cursor int64, order string, limit int) ([]Message, error) {
-	room, err := s.roomPart(ctx, v.Room, cond, cursor, order, limit)
-	if err != nil {
-		return nil, err
-	}
-	private, err := s.privatePart(ctx, v.UserID, cond, cursor, order, limit)
-	if err != nil {
-		return nil, err
-	}
-	return mergeByID(order, limit, room, private), nil
+	var out []Message
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		room, err := roomPart(tx, v.Room, cond, cursor, order, limit)
+		if err != nil {
+			return err
+		}
+		private, err := privatePart(tx, v.UserID, cond, cursor, order, limit)
+		if err != nil {
+			return err
+		}
+		out = mergeByID(order, limit, room, private)
+		return nil
+	}, s.snapshotTx())
+	return out, err
 }
 
-func (s *Store) roomPart(ctx context.Context, room, cond string, cursor int64, order string, limit int) ([]Message, error) {
+// snapshotTx asks for a transaction whose reads all see one snapshot.
+// SQLite's read transactions always do (and its driver takes no options);
+// MySQL's do at REPEATABLE READ, asked for here rather than trusted to be
+// the server's default.
+func (s *Store) snapshotTx() *sql.TxOptions {
+	if s.dialect != MySQL {
+		return nil
+	}
+	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+}
+
+func roomPart(db *gorm.DB, room, cond string, cursor int64, order string, limit int) ([]Message, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	var out []Message
-	err := s.db.WithContext(ctx).Where(cond, cursor).Order(order).Limit(limit).
+	err := db.Where(cond, cursor).Order(order).Limit(limit).
 		Where("room = ? AND kind <> ?", room, KindPrivate).Find(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("reading room messages: %w", err)
@@ -417,11 +438,10 @@ func (s *Store) roomPart(ctx context.Context, room, cond string, cursor int64, o
 	return out, nil
 }
 
-func (s *Store) privatePart(ctx context.Context, userID int64, cond string, cursor int64, order string, limit int) ([]Message, error) {
+func privatePart(db *gorm.DB, userID int64, cond string, cursor int64, order string, limit int) ([]Message, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	db := s.db.WithContext(ctx)
 	var sent, received []Message
 	q := db.Where(cond, cursor).Order(order).Limit(limit)
 	if err := q.Where("user_id = ? AND kind = ?", userID, KindPrivate).Find(&sent).Error; err != nil {
