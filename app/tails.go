@@ -1,7 +1,6 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -253,7 +252,9 @@ func (c *Chat) tailsFor(ctx context.Context, v models.Visibility) (snapshot, err
 			dones []func()
 		)
 		take := func(w <-chan struct{}, done func()) {
-			wait = cmp.Or(wait, w)
+			if wait == nil {
+				wait = w
+			}
 			if done != nil {
 				dones = append(dones, done)
 			}
