@@ -27,6 +27,7 @@ type cutter struct {
 	trigger []byte // the packet payload to cut on; nil while disarmed
 	forward bool   // forward the triggering packet before cutting
 	all     bool   // on the cut, also close every connection and stop accepting
+	silent  bool   // on the cut, fall silent instead, the server's side left open
 	conns   []net.Conn
 	cut     chan struct{}
 }
@@ -48,7 +49,17 @@ func newCutter(t *testing.T, target string) *cutter {
 func (c *cutter) arm(prefix string, forward, all bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.trigger, c.forward, c.all = []byte(prefix), forward, all
+	c.trigger, c.forward, c.all, c.silent = []byte(prefix), forward, all, false
+}
+
+// armSilence makes the next client packet whose payload starts with
+// prefix go unforwarded, and its connection silent both ways from then
+// on, the server's side left open until the test ends: a partition that
+// drops packets, as the server sees it.
+func (c *cutter) armSilence(prefix string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.trigger, c.forward, c.all, c.silent = []byte(prefix), false, false, true
 }
 
 func (c *cutter) accept() {
@@ -111,7 +122,12 @@ func (l *link) answers(client, server net.Conn) {
 // pump forwards client packets to the server, one MySQL packet (3-byte
 // length, sequence number, payload) at a time.
 func (c *cutter) pump(client, server net.Conn, l *link) {
-	defer server.Close()
+	silenced := false
+	defer func() {
+		if !silenced {
+			server.Close()
+		}
+	}()
 	defer client.Close()
 	head := make([]byte, 4)
 	for {
@@ -125,7 +141,7 @@ func (c *cutter) pump(client, server net.Conn, l *link) {
 		}
 		c.mu.Lock()
 		hit := c.trigger != nil && bytes.HasPrefix(payload, c.trigger)
-		forward, all := c.forward, c.all
+		forward, all, silent := c.forward, c.all, c.silent
 		if hit {
 			c.trigger = nil
 		}
@@ -137,6 +153,12 @@ func (c *cutter) pump(client, server net.Conn, l *link) {
 			if _, err := server.Write(append(head, payload...)); err != nil {
 				return
 			}
+		}
+		if hit && silent {
+			silenced = true
+			close(c.cut)
+			_, _ = io.Copy(io.Discard, client) // until the client gives up
+			return
 		}
 		if hit {
 			if all {
@@ -160,6 +182,12 @@ func (c *cutter) closeAll() {
 // cutStores returns a store on a fresh MySQL database, one on the same
 // database through a cutter, and the cutter.
 func cutStores(t *testing.T) (direct, proxied *models.Store, c *cutter) {
+	t.Helper()
+	return cutStoresWith(t, "")
+}
+
+// cutStoresWith is cutStores with query added to the proxied store's URL.
+func cutStoresWith(t *testing.T, query string) (direct, proxied *models.Store, c *cutter) {
 	t.Helper()
 	raw := modelstest.URL(t, models.MySQL)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -187,6 +215,10 @@ func cutStores(t *testing.T) (direct, proxied *models.Store, c *cutter) {
 	}
 	c = newCutter(t, u.Host)
 	u.Host = c.ln.Addr().String()
+	if query != "" && u.RawQuery != "" {
+		query = "&" + query
+	}
+	u.RawQuery += query
 	return direct, open(u.String()), c
 }
 
@@ -314,5 +346,58 @@ func TestCommitAnswerLostUncheckableIsUnknown(t *testing.T) {
 	}
 	if got, count := storedBodies(t, direct, u); len(got) != 2 || count != 2 {
 		t.Fatalf("stored %v with count %d; the server had the COMMIT", got, count)
+	}
+}
+
+// An instance cut off in the middle of a commit, by a partition that drops
+// packets rather than resets the connection, leaves its transaction open
+// on the server, holding the sequence's row lock: no instance can store
+// until the server ends that session. papo gives its sessions a wait
+// timeout (60 s unless the URL says otherwise; 3 s here), so the others
+// store again after it, and nothing of the lost batch is kept.
+func TestAPartitionMidCommitEndsAtTheSessionsWaitTimeout(t *testing.T) {
+	direct, proxied, c := cutStoresWith(t, "wait_timeout=3")
+	ctx := context.Background()
+	var session int
+	if err := direct.DB().WithContext(ctx).Raw("SELECT @@session.wait_timeout").Scan(&session).Error; err != nil {
+		t.Fatal(err)
+	}
+	if session != 60 {
+		t.Fatalf("a session of papo's waits %d s for a silent client, want 60", session)
+	}
+	u := newUser(t, direct, "ana")
+	if err := direct.InsertMessages(ctx, batchOf(u, "before")); err != nil {
+		t.Fatal(err)
+	}
+	// The sequence is advanced (its row locked), then the INSERT is lost.
+	c.armSilence("\x03INSERT INTO messages")
+	lost := make(chan error, 1)
+	go func() { lost <- proxied.InsertMessages(ctx, batchOf(u, "lost")) }()
+	select {
+	case <-c.cut:
+	case err := <-lost:
+		t.Fatalf("the batch ended (%v) before its INSERT was lost: the test did not test the partition", err)
+	}
+	// Waiting on the row lock: within the lock wait (50 s by default) only
+	// if the server ended the silent session.
+	start := time.Now()
+	after := batchOf(u, "after")
+	if err := direct.InsertMessages(ctx, after); err != nil {
+		t.Fatalf("another instance could not store while a partitioned commit held the sequence: %v (after %v)", err, time.Since(start).Round(time.Millisecond))
+	}
+	if after[0].ID != 2 {
+		t.Fatalf("the next batch got id %d, want 2: the lost batch's ids were not rolled back", after[0].ID)
+	}
+	if err := <-lost; err == nil {
+		t.Fatal("a batch whose INSERT never reached the server was reported stored")
+	}
+	got, count := storedBodies(t, direct, u)
+	if len(got) != 2 || got[1] != "before" || got[2] != "after" || count != 2 {
+		t.Fatalf("stored %v with count %d, want before and after", got, count)
+	}
+	// The cut-off instance stores again once it can reach the server.
+	again := batchOf(u, "again")
+	if err := proxied.InsertMessages(ctx, again); err != nil || again[0].ID != 3 {
+		t.Fatalf("the partitioned store afterwards: id %d, %v; want 3", again[0].ID, err)
 	}
 }

@@ -104,7 +104,15 @@ func mysqlTarget(raw string) (Target, error) {
 	// (0: none, e.g. for a migration that rewrites a large table).
 	cfg.ReadTimeout = 15 * time.Second
 	cfg.WriteTimeout = 15 * time.Second
-	cfg.Params = map[string]string{"charset": "utf8mb4"}
+	// The server's own bound on a silent session. An instance cut off in
+	// the middle of a commit (a partition that drops packets rather than
+	// resets the connection) leaves its transaction open on the server,
+	// holding the message sequence's row lock: every instance's posts fail
+	// until the server gives up on that session, which by default takes
+	// 8 hours. No statement of papo's leaves a session idle for seconds,
+	// let alone a minute; the pool retires idle connections before the
+	// server would (tunePool). ?wait_timeout= in the URL changes it.
+	cfg.Params = map[string]string{"charset": "utf8mb4", "wait_timeout": "60"}
 	// Arguments are escaped by the driver, so a statement is one round
 	// trip rather than prepare, execute and close: the writer's statements
 	// run while the sequence row is locked. ?interpolateParams=false in

@@ -55,10 +55,11 @@ func TestParseDatabaseURL(t *testing.T) {
 	if strings.Contains(got.DSN, "interpolateParams") {
 		t.Errorf("DSN %q interpolates though the URL said not to", got.DSN)
 	}
-	// A hung database fails queries in bounded time unless the URL says
-	// otherwise.
+	// A hung database fails queries in bounded time, and the server gives
+	// up on a silent session of papo's, unless the URL says otherwise.
 	for url, want := range map[string][]string{
-		"mysql://root@db/papo":                                {"readTimeout=15s", "writeTimeout=15s", "timeout=5s"},
+		"mysql://root@db/papo":                                {"readTimeout=15s", "writeTimeout=15s", "timeout=5s", "wait_timeout=60"},
+		"mysql://root@db/papo?wait_timeout=600":               {"wait_timeout=600"},
 		"mysql://root@db/papo?readTimeout=2m&timeout=1s":      {"readTimeout=2m0s", "writeTimeout=15s", "timeout=1s"},
 		"mysql://root@db/papo?readTimeout=0&writeTimeout=90s": {"writeTimeout=1m30s"},
 	} {
