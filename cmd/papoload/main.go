@@ -25,7 +25,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -309,10 +308,6 @@ func parseSources(s string, streams int) ([]net.IP, error) {
 		return nil, errors.New("-src: at most 256 addresses")
 	}
 	return out, nil
-}
-
-func machineLine() string {
-	return fmt.Sprintf("load tool: GOMAXPROCS=%d, %s", runtime.GOMAXPROCS(0), runtime.Version())
 }
 
 // visitSet calls f with the name of every flag given on the command line.
