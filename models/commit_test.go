@@ -401,3 +401,42 @@ func TestAPartitionMidCommitEndsAtTheSessionsWaitTimeout(t *testing.T) {
 		t.Fatalf("the partitioned store afterwards: id %d, %v; want 3", again[0].ID, err)
 	}
 }
+
+// A batch with a message whose sender or recipient is no user breaks a
+// foreign key: it is refused whole, its ids are taken back, and the store
+// goes on (on SQLite the keys are checked at COMMIT, whose failure leaves
+// the transaction open until InsertMessages rolls it back).
+func TestABatchThatBreaksAForeignKeyIsRefusedWhole(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		ana := newUser(t, s, "ana")
+		ghost := int64(999999)
+		for _, bad := range []*models.Message{
+			{Room: "general", Kind: models.KindUser, UserID: ghost, Username: "ghost", Body: "from no one", CreatedAt: time.Now().UTC()},
+			{Room: "general", Kind: models.KindPrivate, UserID: ana.ID, Username: "ana", ToUserID: &ghost, ToUsername: "ghost", Body: "to no one", CreatedAt: time.Now().UTC()},
+		} {
+			batch := append(batchOf(ana, "before it"), bad)
+			batch = append(batch, batchOf(ana, "after it")...)
+			if err := s.InsertMessages(ctx, batch); err == nil {
+				t.Fatalf("a batch with %q was stored", bad.Body)
+			}
+			for _, m := range batch {
+				if m.ID != 0 {
+					t.Fatalf("a refused message kept id %d", m.ID)
+				}
+			}
+		}
+		if got, count := storedBodies(t, s, ana); len(got) != 0 || count != 0 {
+			t.Fatalf("stored %v with count %d after refused batches", got, count)
+		}
+		// No connection was left inside a refused transaction: on SQLite
+		// it would hold the write lock, and the next batches would wait on
+		// it and fail.
+		for i := range 20 {
+			next := batchOf(ana, "next")
+			if err := s.InsertMessages(ctx, next); err != nil || next[0].ID != int64(i+1) {
+				t.Fatalf("batch %d after the refused ones: id %d, %v; want %d", i, next[0].ID, err, i+1)
+			}
+		}
+	})
+}

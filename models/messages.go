@@ -37,7 +37,7 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 	// committing is set once every statement has succeeded: an error after
 	// it came from COMMIT itself.
 	committing := false
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	insert := func(tx *gorm.DB) error {
 		first, err := s.takeIDs(tx, int64(len(msgs)))
 		if err != nil {
 			return err
@@ -45,7 +45,7 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 		for i, m := range msgs {
 			m.ID = first + int64(i)
 		}
-		if err := insertRows(ctx, tx, msgs); err != nil {
+		if err := insertRows(ctx, tx, msgs, s.dialect); err != nil {
 			return fmt.Errorf("inserting messages: %w", err)
 		}
 		if err := bumpCounts(ctx, tx, msgs); err != nil {
@@ -53,7 +53,27 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 		}
 		committing = true
 		return nil
-	})
+	}
+	var err error
+	if s.dialect == SQLite {
+		// The messages' foreign keys are checked at COMMIT (see
+		// deferMessageKeys), and a COMMIT that fails on one leaves the
+		// transaction open: it is rolled back here, on its connection,
+		// before the connection goes back to the pool.
+		err = s.db.WithContext(ctx).Connection(func(conn *gorm.DB) error {
+			err := conn.Transaction(insert)
+			if err != nil && committing {
+				// Whatever became of ctx; "no transaction is active" when
+				// the failure had ended it.
+				rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = conn.WithContext(rctx).Exec("ROLLBACK").Error
+			}
+			return err
+		})
+	} else {
+		err = s.db.WithContext(ctx).Transaction(insert)
+	}
 	if err != nil && committing && s.dialect == MySQL && commitOutcomeUnknown(err) {
 		err = s.settleCommit(msgs, err)
 	}
@@ -203,12 +223,21 @@ const (
 // other text are bound. That leaves two placeholders a row rather than
 // ten, which is what makes the SQLite driver's binding cheap (see
 // insertChunk).
-func insertRows(ctx context.Context, tx *gorm.DB, msgs []*Message) error {
+//
+// On SQLite the INSERT is OR FAIL: a constraint that fails stops the
+// statement where it is instead of undoing it (the transaction is rolled
+// back whole anyway), so that SQLite need not keep a statement journal
+// for it (see deferMessageKeys).
+func insertRows(ctx context.Context, tx *gorm.DB, msgs []*Message, d Dialect) error {
 	conn := tx.Statement.ConnPool
+	verb := "INSERT INTO messages "
+	if d == SQLite {
+		verb = "INSERT OR FAIL INTO messages "
+	}
 	var text []byte
 	args := make([]any, 0, 2*min(len(msgs), insertChunk))
 	for chunk := range slices.Chunk(msgs, insertChunk) {
-		text = append(text[:0], "INSERT INTO messages "+messageColumns+" VALUES "...)
+		text = append(append(text[:0], verb...), messageColumns+" VALUES "...)
 		args = args[:0]
 		for i, m := range chunk {
 			if i > 0 {
