@@ -62,8 +62,8 @@ func migrate(db *gorm.DB) error {
 // journal: a copy of every page it touches, so that it can undo itself
 // and leave the rest of its transaction standing. A batch touches a page
 // or more per message in the room and sender indexes, and the copies
-// grow with the database: at 150,000 messages they took a third of the
-// server's CPU per stored message. Deferred, the keys still hold: a batch
+// grow with the database: past 100,000 messages they took a quarter to a
+// third of the server's CPU per stored message (BENCHMARKS.md, change 22). Deferred, the keys still hold: a batch
 // that would break one fails at COMMIT, whole (InsertMessages rolls it
 // back), and ON DELETE CASCADE acts at once as before.
 //
