@@ -88,14 +88,16 @@ type RedisPresence struct {
 	// instance's record has been rebuilt.
 	lost bool
 	// before is, while degraded, the pairs this instance had recorded in
-	// Redis when it lost it: its users then online, those in their leave
-	// grace included. A stream opened during the outage whose pair is not
-	// here (nor in a sibling's) is a join to announce even if Redis comes
-	// back empty; see sync.
-	before map[pairKey]struct{}
-	// released is when each pair's last stream here closed, kept for a
-	// grace: such a user is still online in the cluster.
-	released map[pairKey]time.Time
+	// Redis when it lost it, with their users' names: its users then
+	// online, those in their leave grace included. If Redis comes back
+	// empty, a stream opened during the outage whose pair is not here (nor
+	// in a sibling's) is a join to announce, and a pair here that nobody
+	// holds any more a leave; see sync.
+	before map[pairKey]string
+	// released is when each pair's last stream here closed, and the
+	// user's name, kept for a grace: such a user is still online in the
+	// cluster.
+	released map[pairKey]releasedPair
 
 	kick chan struct{} // asks the heartbeat loop to sync now
 	stop chan struct{}
@@ -105,6 +107,11 @@ type RedisPresence struct {
 type localStreams struct {
 	user UserRef
 	n    int
+}
+
+type releasedPair struct {
+	at   time.Time
+	name string
 }
 
 // pairKey is a room and a user in it.
@@ -136,7 +143,7 @@ func NewRedisPresence(ctx context.Context, opts RedisPresenceOptions, notify fun
 		notify:   notify,
 		log:      log,
 		local:    map[string]map[int64]*localStreams{},
-		released: map[pairKey]time.Time{},
+		released: map[pairKey]releasedPair{},
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -167,9 +174,9 @@ func (p *RedisPresence) Connect(ctx context.Context, room string, user UserRef) 
 	// addLocal forgets that, so it is read first; should Redis turn out to
 	// be gone, the pair was online before, not a join to announce later.
 	p.mu.Lock()
-	at, released := p.released[pairKey{room, user.ID}]
+	r, released := p.released[pairKey{room, user.ID}]
 	p.mu.Unlock()
-	reloaded := released && time.Since(at) <= p.grace
+	reloaded := released && time.Since(r.at) <= p.grace
 	n, _ := p.addLocal(room, user, +1)
 	if p.usable() {
 		p.setStreams(ctx, room, user, n, n > 1 || reloaded)
@@ -202,7 +209,7 @@ func (p *RedisPresence) setStreams(ctx context.Context, room string, user UserRe
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("set-streams script: unexpected reply %v", res)
 	}
-	pair := &pairFix{pairKey{room, user.ID}, recorded}
+	pair := &pairFix{pairKey{room, user.ID}, user.Name, recorded}
 	if err != nil {
 		p.degradeFor(fmt.Errorf("recording a stream of %s in %s: %w", user.Name, room, err), pair)
 		return
@@ -256,23 +263,29 @@ func (p *RedisPresence) addLocal(room string, user UserRef, delta int) (n int, o
 		if len(users) == 0 {
 			delete(p.local, room)
 		}
-		p.released[pairKey{room, user.ID}] = time.Now()
+		p.released[pairKey{room, user.ID}] = releasedPair{time.Now(), user.Name}
 	}
 	return n, true
 }
 
 // onlineHere lists the pairs this instance holds streams of, and those
-// whose last stream here closed less than a grace ago. Called under mu.
-func (p *RedisPresence) onlineHere() map[pairKey]struct{} {
-	out := map[pairKey]struct{}{}
+// whose last stream here closed less than a grace ago, with the users'
+// names. Called under mu.
+//
+// A pair released longer ago is left out even while Redis may still owe
+// its leave: the leave fell due and a sweep may have announced it, which
+// nothing here can tell, and a leave announced twice is worse than one
+// the next users event makes up for.
+func (p *RedisPresence) onlineHere() map[pairKey]string {
+	out := map[pairKey]string{}
 	for room, users := range p.local {
-		for uid := range users {
-			out[pairKey{room, uid}] = struct{}{}
+		for uid, e := range users {
+			out[pairKey{room, uid}] = e.user.Name
 		}
 	}
-	for k, at := range p.released {
-		if time.Since(at) <= p.grace {
-			out[k] = struct{}{}
+	for k, r := range p.released {
+		if time.Since(r.at) <= p.grace {
+			out[k] = r.name
 		}
 	}
 	return out
@@ -280,8 +293,8 @@ func (p *RedisPresence) onlineHere() map[pairKey]struct{} {
 
 // pruneReleased forgets the pairs whose grace is over. Called under mu.
 func (p *RedisPresence) pruneReleased() {
-	for k, at := range p.released {
-		if time.Since(at) > p.grace {
+	for k, r := range p.released {
+		if time.Since(r.at) > p.grace {
 			delete(p.released, k)
 		}
 	}
@@ -297,10 +310,11 @@ func (p *RedisPresence) usable() bool {
 // outage once; the heartbeat loop retries and syncs.
 func (p *RedisPresence) degrade(err error) { p.degradeFor(err, nil) }
 
-// pairFix is the pair whose recording failed, and whether Redis had it
-// before the failed call.
+// pairFix is the pair whose recording failed, its user's name, and
+// whether Redis had it before the failed call.
 type pairFix struct {
 	pairKey
+	name     string
 	recorded bool
 }
 
@@ -315,7 +329,7 @@ func (p *RedisPresence) degradeFor(err error, fix *pairFix) {
 	p.degraded = true
 	if fix != nil {
 		if fix.recorded {
-			p.before[fix.pairKey] = struct{}{}
+			p.before[fix.pairKey] = fix.name
 		} else {
 			delete(p.before, fix.pairKey)
 		}
@@ -447,13 +461,15 @@ func (p *RedisPresence) catchUp(ctx context.Context, reaped, lost bool) error {
 // announces the joins it decides. Called under decide.
 //
 // With rebuild (Redis lost its data) the record is rebuilt quietly, but
-// for the joins that happened during the outage: this instance claims the
-// pairs it knew online before (those recorded when it lost Redis, or all
-// it holds if it never noticed the outage), and the script holds a join,
-// for a TTL, for each pair it holds that nobody has claimed. The TTL lets
-// every sibling beat, rebuild and claim its own; then one sweep announces
-// the joins still held (see sweepScript), so a user who was online all
-// along is not announced again, whichever instance rebuilds first.
+// for the joins and leaves that happened during the outage: this instance
+// claims the pairs it knew online before (those recorded when it lost
+// Redis, or all it holds if it never noticed the outage), and the script
+// holds a join, for a TTL, for each pair it holds that nobody has
+// claimed, and a leave for each pair it claims that nobody holds. The TTL
+// lets every sibling beat, rebuild, claim its own and record what it
+// holds; then one sweep announces the joins and leaves still held (see
+// sweepScript), so a user who was online all along is announced neither
+// joining nor leaving, whichever instance rebuilds first.
 func (p *RedisPresence) sync(ctx context.Context, rebuild bool) error {
 	hold := int64(0)
 	if rebuild {
@@ -461,7 +477,7 @@ func (p *RedisPresence) sync(ctx context.Context, rebuild bool) error {
 	}
 	args := []any{p.keys, p.origin, p.grace.Milliseconds(), hold}
 	p.mu.Lock()
-	var claims map[pairKey]struct{}
+	var claims map[pairKey]string
 	if rebuild {
 		claims = p.before
 		if !p.degraded {
@@ -469,8 +485,8 @@ func (p *RedisPresence) sync(ctx context.Context, rebuild bool) error {
 		}
 	}
 	args = append(args, len(claims))
-	for k := range claims {
-		args = append(args, k.room, k.uid)
+	for k, name := range claims {
+		args = append(args, k.room, k.uid, name)
 	}
 	for room, users := range p.local {
 		for _, e := range users {

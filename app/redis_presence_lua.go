@@ -100,14 +100,19 @@ return {redis.call('EXISTS', P .. 'alive:' .. origin), joined}
 // syncScript replaces this instance's whole record with what it really
 // holds (after an outage, or after siblings reaped it), and decides for
 // every pair that changed. ARGV: P, origin, grace in ms, hold in ms, the
-// number of claims, room, uid for each claim, then room, uid, name, count
-// for each pair held. Returns the joins as flat room, uid, name triples.
+// number of claims, room, uid, name for each claim, then room, uid, name,
+// count for each pair held. Returns the joins as flat room, uid, name
+// triples.
 //
 // hold is 0 but after Redis lost its data: then the record is rebuilt
 // without announcing. The claims are the pairs the instance knew online
 // before; they go to P..known, and cancel any join held for them. A pair
 // held now that is neither online nor known gets a join held until hold
 // from now, for the sweep to announce unless a sibling claims it first.
+// A claimed pair that no instance holds is online again, with its leave
+// due hold from now: the user left during the outage, unless a sibling
+// that has not rebuilt yet still holds it, and then its rebuild cancels
+// the leave (settle).
 var syncScript = redis.NewScript(presenceLuaPrelude + `
 local origin, grace, hold = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
@@ -115,12 +120,14 @@ local deadline = now + grace
 local key = P .. 'streams:' .. origin
 local known = P .. 'known'
 redis.call('SADD', P .. 'instances', origin)
+local claimed = {}
 local i = 6
 for _ = 1, tonumber(ARGV[5]) do
   local f = ARGV[i] .. '\n' .. ARGV[i + 1]
   redis.call('SADD', known, f)
   redis.call('ZREM', P .. 'joining', f)
-  i = i + 2
+  table.insert(claimed, {f, ARGV[i + 1], ARGV[i + 2]})
+  i = i + 3
 end
 if hold > 0 then
   -- Outlives the joins held by this rebuild and the siblings'.
@@ -159,6 +166,16 @@ for _, f in ipairs(changed) do
       table.insert(joins, uid)
       table.insert(joins, name)
     end
+  end
+end
+for _, c in ipairs(claimed) do
+  local f, uid, name = c[1], c[2], c[3]
+  if total(f) == 0 then
+    local room = split(f)
+    redis.call('HSET', P .. 'names', uid, name)
+    redis.call('HSETNX', P .. 'online:' .. room, uid, name)
+    redis.call('SADD', P .. 'rooms', room)
+    redis.call('ZADD', P .. 'leaving', 'NX', now + hold, f)
   end
 end
 return joins

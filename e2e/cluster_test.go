@@ -394,21 +394,25 @@ func TestClusterSurvivesKill9OfAnInstance(t *testing.T) {
 
 // Redis stopped and started mid-run: posts keep answering 201, /readyz is
 // 503 while it is down, streams still open, no stored message is lost to
-// any reader, and the instances recover without a restart.
+// any reader, and the instances recover without a restart. Redis comes
+// back empty (it keeps nothing on disk), and the user who closed their
+// tab during the outage is announced leaving, once, to every stream.
 func TestClusterSurvivesARedisRestart(t *testing.T) {
 	db := newMariaDB(t)
 	rds := startPrivateRedis(t)
 	servers := startCluster(t, 3, db, rds.URL, "papo:")
 
-	clients := registerAll(t, servers, "outage", 10)
+	clients := registerAll(t, servers, "outage", 11)
+	leaver := clients[10]
 	var readers []*Reader
 	for i, cl := range clients[:9] {
 		readers = append(readers, cl.Stream(t, "general", urlsFrom(servers, i%3), ReaderOptions{FromStart: true}))
 	}
-	for _, r := range readers {
+	leaverTab := leaver.Stream(t, "general", []string{servers[2].URL}, ReaderOptions{NoFollow: true})
+	for _, r := range append(readers, leaverTab) {
 		r.WaitReady(t, 1)
 	}
-	samePresence(t, clients[0], servers, "general", names(clients[:9]))
+	samePresence(t, clients[0], servers, "general", names(append(slices.Clone(clients[:9]), leaver)))
 
 	p := newPosting()
 	for w := range 3 {
@@ -425,6 +429,7 @@ func TestClusterSurvivesARedisRestart(t *testing.T) {
 	// A stream still opens while Redis is down.
 	late := clients[9].Stream(t, "general", []string{servers[1].URL}, ReaderOptions{FromStart: true})
 	late.WaitReady(t, 1)
+	leaverTab.Close()
 	p.waitPosted(t, 150) // long enough for every retry loop to go round a few times
 
 	rds.Start()
@@ -441,7 +446,27 @@ func TestClusterSurvivesARedisRestart(t *testing.T) {
 		r.CheckAgainstHistory(t, clients[i])
 	}
 	late.CheckAgainstHistory(t, clients[9])
-	samePresence(t, clients[0], servers, "general", names(clients))
+	samePresence(t, clients[0], servers, "general", names(clients[:10]))
+	waitForWithin(t, 30*time.Second, "the leave of the tab closed during the outage", func() bool {
+		return hasSystem(t, clients[0], leaver.Username, "leave") == 1
+	})
+	for _, r := range append(readers, late) {
+		r.WaitUntil(t, "a users event without the leaver", func(r *Reader) bool {
+			return len(r.Users()) > 0 && !slices.Contains(r.Users(), leaver.Username)
+		})
+	}
+	time.Sleep(time.Second) // room for a wrong announcement to show up
+	if n := hasSystem(t, clients[0], leaver.Username, "leave"); n != 1 {
+		t.Errorf("the leaver left %d times", n)
+	}
+	for _, cl := range clients[:10] {
+		if n := hasSystem(t, clients[0], cl.Username, "leave"); n != 0 {
+			t.Errorf("%s left, but is still connected", cl.Username)
+		}
+		if n := hasSystem(t, clients[0], cl.Username, "join"); n != 1 {
+			t.Errorf("%s joined %d times", cl.Username, n)
+		}
+	}
 	// One outage, one line each for its start and its end, per component,
 	// not one per message. (Two are let through: on a loaded machine a
 	// slow answer from the restarted Redis may look like a second blip.)
