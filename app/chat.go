@@ -424,7 +424,8 @@ func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, curs
 		return nil, err
 	}
 	st := &Stream{Sub: sub, chat: c}
-	if err := c.presence.Connect(ctx, room, user); err != nil {
+	users, err := c.connect(ctx, room, user)
+	if err != nil {
 		c.hub.Unsubscribe(sub)
 		return nil, unavailable(err)
 	}
@@ -437,8 +438,6 @@ func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, curs
 		frames, lastID, resume, until, err = c.backlog(ctx, vis, cursor)
 	}
 	if err == nil {
-		var users []string
-		users, err = c.presence.Online(ctx, room)
 		usersFrame := c.usersFrames.frame(room, users)
 		if until > 0 {
 			st.Initial = frames
@@ -456,6 +455,30 @@ func (c *Chat) OpenStream(ctx context.Context, user UserRef, session, room, curs
 		st.LastID = cursorID
 	}
 	return st, nil
+}
+
+// onlineConnector is a presence that reads who is online in a room as it
+// counts a stream there, in one go (RedisPresence: one round trip to
+// Redis, not two). On error the stream is not counted.
+type onlineConnector interface {
+	ConnectOnline(ctx context.Context, room string, user UserRef) ([]string, error)
+}
+
+// connect counts a stream of user in room and returns who is online there
+// then, user included. On error the stream is not counted.
+func (c *Chat) connect(ctx context.Context, room string, user UserRef) ([]string, error) {
+	if oc, ok := c.presence.(onlineConnector); ok {
+		return oc.ConnectOnline(ctx, room, user)
+	}
+	if err := c.presence.Connect(ctx, room, user); err != nil {
+		return nil, err
+	}
+	users, err := c.presence.Online(ctx, room)
+	if err != nil {
+		c.presence.Disconnect(ctx, room, user)
+		return nil, err
+	}
+	return users, nil
 }
 
 func messageFrame(m *models.Message) *Frame {

@@ -78,7 +78,7 @@ type RedisPresence struct {
 	decide       sync.Mutex
 	healthySince time.Time // owned by the heartbeat loop: when Redis last came back (or start)
 
-	mu       sync.Mutex // guards epoch, local, degraded, closed, lost, before, released; taken inside decide
+	mu       sync.Mutex // guards epoch, local, degraded, closed, lost, before, released, queued; taken inside decide
 	epoch    string     // the value of the epoch key this instance's record belongs to
 	local    map[string]map[int64]*localStreams
 	degraded bool
@@ -98,6 +98,9 @@ type RedisPresence struct {
 	// user's name, kept for a grace: such a user is still online in the
 	// cluster.
 	released map[pairKey]releasedPair
+	// queued are the changes counted here that Redis is still to record,
+	// in the order they were counted; see change.
+	queued []*streamChange
 
 	kick chan struct{} // asks the heartbeat loop to sync now
 	stop chan struct{}
@@ -167,58 +170,162 @@ func orDefault(d, def time.Duration) time.Duration {
 // Connect counts a stream and, unless Redis is down, decides: the first
 // stream of a user anywhere in the cluster is their join.
 func (p *RedisPresence) Connect(ctx context.Context, room string, user UserRef) error {
-	p.decide.Lock()
-	defer p.decide.Unlock()
-	// A reload within the grace: the pair's last stream here closed a
-	// moment ago, and Redis still has it recorded, its leave pending.
-	// addLocal forgets that, so it is read first; should Redis turn out to
-	// be gone, the pair was online before, not a join to announce later.
-	p.mu.Lock()
-	r, released := p.released[pairKey{room, user.ID}]
-	p.mu.Unlock()
-	reloaded := released && time.Since(r.at) <= p.grace
-	n, _ := p.addLocal(room, user, +1)
-	if p.usable() {
-		p.setStreams(ctx, room, user, n, n > 1 || reloaded)
-	}
+	p.change(ctx, room, user, +1)
 	return nil
 }
+
+// ConnectOnline is Connect, and then Online: the call that recorded the
+// stream read who is online in its room too, so that a stream opening
+// costs no second round trip to Redis, and the streams of one batch share
+// one sorted list.
+func (p *RedisPresence) ConnectOnline(ctx context.Context, room string, user UserRef) ([]string, error) {
+	if c := p.change(ctx, room, user, +1); c != nil && c.online != nil {
+		return c.online, nil
+	}
+	users, err := p.Online(ctx, room)
+	if err != nil {
+		p.Disconnect(ctx, room, user)
+		return nil, err
+	}
+	return users, nil
+}
+
+var _ onlineConnector = (*RedisPresence)(nil)
 
 // Disconnect uncounts a stream; a user with no stream left anywhere gets
 // a leave that falls due after the grace.
 func (p *RedisPresence) Disconnect(ctx context.Context, room string, user UserRef) {
+	p.change(ctx, room, user, -1)
+}
+
+// streamChange is a change of this instance's streams of a pair that
+// Redis is still to record.
+type streamChange struct {
+	room     string
+	user     UserRef
+	n        int  // this instance's streams of the pair after the change
+	recorded bool // whether Redis had this instance's streams of the pair before it
+	opened   bool // a stream opened (else one closed)
+	done     chan struct{}
+	// online is, for a stream that opened, who was online in the room
+	// once the change was recorded, sorted and shared; nil if it was not
+	// recorded by a script call.
+	online []string
+}
+
+// maxChangesPerCall bounds the changes one script call records.
+const maxChangesPerCall = 256
+
+// change counts a stream in or out here and, unless Redis is down,
+// returns once Redis has recorded it and what it decided was announced.
+// It returns the change, or nil when it was not for Redis to record.
+//
+// Changes are recorded in batches, by whoever holds decide: a caller
+// queues its change and takes decide, and finds it recorded by the
+// holder before it, or records every change queued by then in one script
+// call. So a storm of streams opening costs a round trip to Redis per
+// batch, not one per stream, all queued while the previous call was out;
+// and the changes reach Redis, and their decisions the announcer, in the
+// order they were counted here.
+func (p *RedisPresence) change(ctx context.Context, room string, user UserRef, delta int) *streamChange {
+	k := pairKey{room, user.ID}
+	p.mu.Lock()
+	// A reload within the grace: the pair's last stream here closed a
+	// moment ago, and Redis still has it recorded, its leave pending.
+	// addLocal forgets that, so it is read first; should Redis turn out to
+	// be gone, the pair was online before, not a join to announce later.
+	r, released := p.released[k]
+	n, ok := p.addLocal(room, user, delta)
+	if !ok || p.degraded || p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	c := &streamChange{room: room, user: user, n: n, opened: delta > 0, done: make(chan struct{})}
+	c.recorded = delta < 0 || n > 1 || (released && time.Since(r.at) <= p.grace)
+	p.queued = append(p.queued, c)
+	p.mu.Unlock()
+
 	p.decide.Lock()
 	defer p.decide.Unlock()
-	n, ok := p.addLocal(room, user, -1)
-	if ok && p.usable() {
-		p.setStreams(ctx, room, user, n, true)
+	select {
+	case <-c.done:
+	default:
+		p.recordQueued(ctx)
+	}
+	return c
+}
+
+// recordQueued records the queued changes in Redis and announces the
+// joins it decides. Called under decide.
+func (p *RedisPresence) recordQueued(ctx context.Context) {
+	// Not the caller's context: once sent, the script runs whether or not
+	// the client is still there, and the outcome must be known.
+	ctx = context.WithoutCancel(ctx)
+	for {
+		p.mu.Lock()
+		batch := p.queued[:min(len(p.queued), maxChangesPerCall)]
+		p.queued = p.queued[len(batch):]
+		if len(p.queued) == 0 {
+			p.queued = nil
+		}
+		usable := !p.degraded && !p.closed
+		epoch := p.epoch
+		p.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		if usable {
+			p.setStreams(ctx, batch, epoch)
+		}
+		// Else the sync that ends the outage writes them with the rest.
+		for _, c := range batch {
+			close(c.done)
+		}
 	}
 }
 
-// setStreams records n streams of user in room for this instance and
-// announces the join it may decide; recorded tells whether Redis had this
-// instance's streams of the pair before (they were counted before this
-// call). Called under decide.
-func (p *RedisPresence) setStreams(ctx context.Context, room string, user UserRef, n int, recorded bool) {
-	// Not the request's context: once sent, the script runs whether or not
-	// the client is still there, and the outcome must be known.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisOpTimeout)
-	defer cancel()
-	res, err := setStreamsScript.Run(ctx, p.client, nil,
-		p.keys, p.origin, room, user.ID, user.Name, n, p.grace.Milliseconds(), p.knownEpoch()).Slice()
-	if err == nil && len(res) != 2 {
-		err = fmt.Errorf("set-streams script: unexpected reply %v", res)
+// dropQueued marks the queued changes recorded: a sync is about to write
+// this instance's whole record, which holds them. Called under decide.
+func (p *RedisPresence) dropQueued() {
+	p.mu.Lock()
+	queued := p.queued
+	p.queued = nil
+	p.mu.Unlock()
+	for _, c := range queued {
+		close(c.done)
 	}
-	pair := &pairFix{pairKey{room, user.ID}, user.Name, recorded}
+}
+
+// setStreams records the batch of changes in one script call, which
+// decides for each in turn and reads who is online in their rooms, and
+// announces the joins. Called under decide.
+func (p *RedisPresence) setStreams(ctx context.Context, batch []*streamChange, epoch string) {
+	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
+	defer cancel()
+	args := make([]any, 0, 4+5*len(batch))
+	args = append(args, p.keys, p.origin, p.grace.Milliseconds(), epoch)
+	for _, c := range batch {
+		list := 0 // a stream opening sends who is online; a closing one, nothing
+		if c.opened {
+			list = 1
+		}
+		args = append(args, c.room, c.user.ID, c.user.Name, c.n, list)
+	}
+	res, err := setStreamsScript.Run(ctx, p.client, nil, args...).Slice()
+	var online map[string][]string
+	if err == nil && (len(res) == 0 || res[0] != int64(-1)) {
+		online, err = parseOnlineLists(res, 1+len(batch))
+	}
 	if err != nil {
-		p.degradeFor(fmt.Errorf("recording a stream of %s in %s: %w", user.Name, room, err), pair)
+		p.degradeFor(fmt.Errorf("recording %d stream changes (%s in %s first): %w",
+			len(batch), batch[0].user.Name, batch[0].room, err), fixesOf(batch))
 		return
 	}
 	switch alive, _ := res[0].(int64); alive {
 	case -1:
 		// Redis lost its data: count locally until the heartbeat has
 		// rebuilt this instance's record.
-		p.degradeFor(errors.New("redis has lost its data (restarted without persistence?)"), pair)
+		p.degradeFor(errors.New("redis has lost its data (restarted without persistence?)"), fixesOf(batch))
 		p.requestSync()
 		return
 	case 0:
@@ -226,9 +333,59 @@ func (p *RedisPresence) setStreams(ctx context.Context, room string, user UserRe
 		// whole record again now.
 		p.requestSync()
 	}
-	if name, _ := res[1].(string); name != "" {
-		p.notify(PresenceChange{Room: room, User: user, Joined: true})
+	for i, c := range batch {
+		c.online = online[c.room]
+		if name, _ := res[1+i].(string); name != "" {
+			p.notify(PresenceChange{Room: c.room, User: c.user, Joined: true})
+		}
 	}
+}
+
+// parseOnlineLists reads the rooms' online lists that setStreamsScript
+// appends to its reply from index at: room, count, then that many names,
+// for each room of the batch. Each list comes back sorted.
+func parseOnlineLists(res []any, at int) (map[string][]string, error) {
+	bad := func() (map[string][]string, error) {
+		return nil, fmt.Errorf("set-streams script: unexpected reply %v", res)
+	}
+	if len(res) < at {
+		return bad()
+	}
+	lists := map[string][]string{}
+	for i := at; i < len(res); {
+		if i+2 > len(res) {
+			return bad()
+		}
+		room, ok := res[i].(string)
+		n, counted := res[i+1].(int64)
+		if !ok || !counted || n < 0 || i+2+int(n) > len(res) {
+			return bad()
+		}
+		names := make([]string, 0, n)
+		for _, v := range res[i+2 : i+2+int(n)] {
+			name, _ := v.(string)
+			names = append(names, name)
+		}
+		SortUsernames(names)
+		lists[room] = names
+		i += 2 + int(n)
+	}
+	return lists, nil
+}
+
+// fixesOf is what a failed batch tells of each pair: whether Redis had it
+// before the batch, which is what its first change there says.
+func fixesOf(batch []*streamChange) []pairFix {
+	seen := map[pairKey]bool{}
+	fixes := make([]pairFix, 0, len(batch))
+	for _, c := range batch {
+		k := pairKey{c.room, c.user.ID}
+		if !seen[k] {
+			seen[k] = true
+			fixes = append(fixes, pairFix{k, c.user.Name, c.recorded})
+		}
+	}
+	return fixes
 }
 
 func (p *RedisPresence) knownEpoch() string {
@@ -239,9 +396,8 @@ func (p *RedisPresence) knownEpoch() string {
 
 // addLocal changes this instance's count of user's streams in room and
 // returns the new count; ok is false for a stream it never counted.
+// Called under mu.
 func (p *RedisPresence) addLocal(room string, user UserRef, delta int) (n int, ok bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	users := p.local[room]
 	e := users[user.ID]
 	if e == nil {
@@ -318,16 +474,16 @@ type pairFix struct {
 	recorded bool
 }
 
-// degradeFor is degrade after failing to record fix's pair: the outage's
-// before set must hold it only if Redis had it.
-func (p *RedisPresence) degradeFor(err error, fix *pairFix) {
+// degradeFor is degrade after failing to record the fixes' pairs: the
+// outage's before set must hold each only if Redis had it.
+func (p *RedisPresence) degradeFor(err error, fixes []pairFix) {
 	p.mu.Lock()
 	closed := p.closed
 	if !p.degraded {
 		p.before = p.onlineHere()
 	}
 	p.degraded = true
-	if fix != nil {
+	for _, fix := range fixes {
 		if fix.recorded {
 			p.before[fix.pairKey] = fix.name
 		} else {
@@ -437,6 +593,7 @@ func (p *RedisPresence) catchUp(ctx context.Context, reaped, lost bool) error {
 	degraded, rebuild := p.degraded, p.lost
 	p.mu.Unlock()
 	if degraded || reaped || rebuild {
+		p.dropQueued()
 		if err := p.sync(ctx, rebuild); err != nil {
 			return err
 		}

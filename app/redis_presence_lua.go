@@ -72,29 +72,48 @@ local function settle(f, deadline)
 end
 `
 
-// setStreamsScript records that this instance now holds count streams of
-// a user in a room, and decides. ARGV: P, origin, room, uid, name, count,
-// grace in ms, the epoch the instance knows. Returns {heartbeat present
-// (0/1), joined name or ""}, or {-1, ""} without deciding anything when
-// the epoch differs: Redis lost its data, and deciding on what is left
-// would announce users who never left as joining.
+// setStreamsScript records a batch of changes to this instance's streams,
+// deciding for each in turn. ARGV: P, origin, grace in ms, the epoch the
+// instance knows, then room, uid, name, count, list for each change: this
+// instance now holds count streams of the user in the room, and list is
+// 1 when the change wants who is online there afterwards. Returns
+// {heartbeat present (0/1), then for each change the joined name or "",
+// then for each room some change wants: room, n, and the n names online
+// there (unsorted)}, or {-1} without deciding anything when the epoch
+// differs: Redis lost its data, and deciding on what is left would
+// announce users who never left as joining.
 var setStreamsScript = redis.NewScript(presenceLuaPrelude + `
-if redis.call('GET', P .. 'epoch') ~= ARGV[8] then
-  return {-1, ''}
+if redis.call('GET', P .. 'epoch') ~= ARGV[4] then
+  return {-1}
 end
-local origin, room, uid, name = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local count, grace = tonumber(ARGV[6]), tonumber(ARGV[7])
-local f = room .. '\n' .. uid
+local origin, grace = ARGV[2], tonumber(ARGV[3])
 local key = P .. 'streams:' .. origin
+local deadline = now_ms() + grace
 redis.call('SADD', P .. 'instances', origin)
-redis.call('HSET', P .. 'names', uid, name)
-if count > 0 then
-  redis.call('HSET', key, f, count)
-else
-  redis.call('HDEL', key, f)
+local out = {redis.call('EXISTS', P .. 'alive:' .. origin)}
+local rooms, seen = {}, {}
+for i = 5, #ARGV, 5 do
+  local room, uid, name, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local f = room .. '\n' .. uid
+  redis.call('HSET', P .. 'names', uid, name)
+  if count > 0 then
+    redis.call('HSET', key, f, count)
+  else
+    redis.call('HDEL', key, f)
+  end
+  table.insert(out, settle(f, deadline) or '')
+  if ARGV[i + 4] == '1' and not seen[room] then
+    seen[room] = true
+    table.insert(rooms, room)
+  end
 end
-local joined = settle(f, now_ms() + grace) or ''
-return {redis.call('EXISTS', P .. 'alive:' .. origin), joined}
+for _, room in ipairs(rooms) do
+  local names = redis.call('HVALS', P .. 'online:' .. room)
+  table.insert(out, room)
+  table.insert(out, #names)
+  for _, name in ipairs(names) do table.insert(out, name) end
+end
+return out
 `)
 
 // syncScript replaces this instance's whole record with what it really

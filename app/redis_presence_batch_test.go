@@ -1,0 +1,127 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// scriptCalls is how many scripts the Redis at url has run.
+func scriptCalls(t *testing.T, url string) int {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "cmdstat_eval" && name != "cmdstat_evalsha") {
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(stats, "calls="), ",")
+		c, err := strconv.Atoi(calls)
+		if err != nil {
+			t.Fatalf("commandstats: %q", line)
+		}
+		n += c
+	}
+	return n
+}
+
+// Streams that open while a decision is out are recorded together, in
+// one script call, in the order they were counted: a storm of connects
+// costs a round trip per batch, every user still joins once, and every
+// stream learns who is online, itself included, from that same call.
+func TestRedisPresenceRecordsAStormInOneCall(t *testing.T) {
+	requireRedis(t)
+	srv := startRedisServer(t)
+	var changes changeLog
+	// Beats and sweeps far apart, so that the script calls counted below
+	// are the streams'.
+	p, err := NewRedisPresence(context.Background(), RedisPresenceOptions{
+		URL: srv.url, Prefix: "papotest:", Origin: "a-" + newOrigin(), Grace: time.Hour,
+		Heartbeat: time.Hour, TTL: time.Hour,
+	}, changes.notifier("a"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	ctx := context.Background()
+	queued := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.queued)
+	}
+
+	// A decision in flight: the changes queue behind it.
+	p.decide.Lock()
+	var wg sync.WaitGroup
+	ana := UserRef{ID: 1, Name: "ana"}
+	// ana reloads within the batch: counted in, out and in again.
+	for i, change := range []func(){
+		func() { _ = p.Connect(ctx, "general", ana) },
+		func() { p.Disconnect(ctx, "general", ana) },
+		func() { _ = p.Connect(ctx, "general", ana) },
+	} {
+		wg.Go(change)
+		eventually(t, 5*time.Second, fmt.Sprintf("ana's change %d is queued", i+1), func() bool { return queued() == i+1 })
+	}
+	const users, streams = 50, 200
+	lists := make([][]string, streams)
+	for i := range streams {
+		u := UserRef{ID: int64(10 + i%users), Name: fmt.Sprintf("user%02d", i%users)}
+		wg.Go(func() {
+			var err error
+			if lists[i], err = p.ConnectOnline(ctx, "general", u); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	eventually(t, 5*time.Second, "every change is queued", func() bool { return queued() == 3+streams })
+	before := scriptCalls(t, srv.url)
+	p.decide.Unlock()
+	wg.Wait()
+
+	// One call, and the script may be loaded first (a NOSCRIPT answer,
+	// then EVAL): 203 changes one by one would have been 203 calls.
+	if calls := scriptCalls(t, srv.url) - before; calls > 2 {
+		t.Errorf("%d changes took %d script calls", 3+streams, calls)
+	}
+	want := []string{"ana"}
+	for i := range users {
+		want = append(want, fmt.Sprintf("user%02d", i))
+	}
+	if got := online(t, p, "general"); !equalNames(got, want) {
+		t.Fatalf("online: %v", got)
+	}
+	// Each opening stream learnt who was online as its batch ended.
+	for i, got := range lists {
+		if !equalNames(got, want) {
+			t.Fatalf("stream %d was told %v are online, want %v", i, got, want)
+		}
+	}
+	for _, name := range want {
+		if got := joinsLeaves(&changes, name); got != "+" {
+			t.Errorf("%s's changes: %q, want one join", name, got)
+		}
+	}
+	// ana's reload left no leave pending.
+	n, err := p.client.ZCard(ctx, p.keys+"leaving").Result()
+	if err != nil || n != 0 {
+		t.Fatalf("leaves pending: %d, %v", n, err)
+	}
+}
