@@ -222,11 +222,12 @@ const maxChangesPerCall = 256
 //
 // Changes are recorded in batches, by whoever holds decide: a caller
 // queues its change and takes decide, and finds it recorded by the
-// holder before it, or records every change queued by then in one script
-// call. So a storm of streams opening costs a round trip to Redis per
-// batch, not one per stream, all queued while the previous call was out;
-// and the changes reach Redis, and their decisions the announcer, in the
-// order they were counted here.
+// holder before it, or records the changes queued before it and its own,
+// up to maxChangesPerCall a script call. So a storm of streams opening
+// costs a round trip to Redis per batch, not one per stream, each batch
+// what queued while the previous call was out; and the changes reach
+// Redis, and their decisions the announcer, in the order they were
+// counted here.
 func (p *RedisPresence) change(ctx context.Context, room string, user UserRef, delta int) *streamChange {
 	k := pairKey{room, user.ID}
 	p.mu.Lock()
@@ -247,40 +248,39 @@ func (p *RedisPresence) change(ctx context.Context, room string, user UserRef, d
 
 	p.decide.Lock()
 	defer p.decide.Unlock()
-	select {
-	case <-c.done:
-	default:
-		p.recordQueued(ctx)
-	}
-	return c
-}
-
-// recordQueued records the queued changes in Redis and announces the
-// joins it decides. Called under decide.
-func (p *RedisPresence) recordQueued(ctx context.Context) {
 	// Not the caller's context: once sent, the script runs whether or not
 	// the client is still there, and the outcome must be known.
 	ctx = context.WithoutCancel(ctx)
 	for {
-		p.mu.Lock()
-		batch := p.queued[:min(len(p.queued), maxChangesPerCall)]
-		p.queued = p.queued[len(batch):]
-		if len(p.queued) == 0 {
-			p.queued = nil
+		select {
+		case <-c.done:
+			return c
+		default:
+			// Up to c, and no further: a caller does not record a storm
+			// that goes on after its own change.
+			p.recordBatch(ctx)
 		}
-		usable := !p.degraded && !p.closed
-		epoch := p.epoch
-		p.mu.Unlock()
-		if len(batch) == 0 {
-			return
-		}
-		if usable {
-			p.setStreams(ctx, batch, epoch)
-		}
-		// Else the sync that ends the outage writes them with the rest.
-		for _, c := range batch {
-			close(c.done)
-		}
+	}
+}
+
+// recordBatch records the oldest queued changes in Redis, as many as one
+// call takes, and announces the joins it decides. Called under decide.
+func (p *RedisPresence) recordBatch(ctx context.Context) {
+	p.mu.Lock()
+	batch := p.queued[:min(len(p.queued), maxChangesPerCall)]
+	p.queued = p.queued[len(batch):]
+	if len(p.queued) == 0 {
+		p.queued = nil
+	}
+	usable := !p.degraded && !p.closed
+	epoch := p.epoch
+	p.mu.Unlock()
+	if usable && len(batch) > 0 {
+		p.setStreams(ctx, batch, epoch)
+	}
+	// Else the sync that ends the outage writes them with the rest.
+	for _, c := range batch {
+		close(c.done)
 	}
 }
 
