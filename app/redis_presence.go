@@ -388,12 +388,6 @@ func fixesOf(batch []*streamChange) []pairFix {
 	return fixes
 }
 
-func (p *RedisPresence) knownEpoch() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.epoch
-}
-
 // addLocal changes this instance's count of user's streams in room and
 // returns the new count; ok is false for a stream it never counted.
 // Called under mu.
