@@ -26,29 +26,44 @@ import (
 // slotTTL is how long a slot outlives the last renewal by its instance.
 const slotTTL = 30 * time.Second
 
-// acquireSlotScript drops lapsed slots and takes one in both sets if
-// neither is full.
-// KEYS[1] user set, KEYS[2] address set; ARGV[1] member, ARGV[2] TTL (ms),
-// ARGV[3] cap per user, ARGV[4] cap per address (0: none).
-// Returns 0 (taken), 1 (the user is at the cap) or 2 (the address is).
-var acquireSlotScript = redis.NewScript(`
+// acquireSlotsScript takes a slot for each of a batch of streams, in
+// order, as one call per stream would: for each it drops the lapsed slots
+// of its two sets (once per set a batch) and takes one in both if neither
+// is full.
+// KEYS: the user set and the address set of each stream in turn; ARGV[1]
+// TTL (ms), ARGV[2] cap per user, ARGV[3] cap per address (0: none),
+// ARGV[3+i] the member of stream i.
+// Returns for each stream 0 (taken), 1 (the user is at the cap) or 2 (the
+// address is).
+var acquireSlotsScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-for i = 1, 2 do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-end
-local caps = {tonumber(ARGV[3]), tonumber(ARGV[4])}
-for i = 1, 2 do
-  if caps[i] > 0 and redis.call('ZCARD', KEYS[i]) >= caps[i] then
-    return i
+local ttl = tonumber(ARGV[1])
+local caps = {tonumber(ARGV[2]), tonumber(ARGV[3])}
+local swept, out = {}, {}
+for r = 1, #KEYS / 2 do
+  local keys = {KEYS[2 * r - 1], KEYS[2 * r]}
+  for i = 1, 2 do
+    if not swept[keys[i]] then
+      swept[keys[i]] = true
+      redis.call('ZREMRANGEBYSCORE', keys[i], '-inf', now)
+    end
   end
+  local res = 0
+  for i = 1, 2 do
+    if res == 0 and caps[i] > 0 and redis.call('ZCARD', keys[i]) >= caps[i] then
+      res = i
+    end
+  end
+  if res == 0 then
+    for i = 1, 2 do
+      redis.call('ZADD', keys[i], now + ttl, ARGV[3 + r])
+      redis.call('PEXPIRE', keys[i], ttl)
+    end
+  end
+  out[r] = res
 end
-for i = 1, 2 do
-  redis.call('ZADD', KEYS[i], now + ttl, ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], ttl)
-end
-return 0
+return out
 `)
 
 // renewSlotsScript pushes the lapse time of slots still present forward.
@@ -78,6 +93,10 @@ type RedisStreamLimits struct {
 	seq  atomic.Uint64
 	mu   sync.Mutex
 	held map[string][2]string // member → its user and address sets
+	// queued are the streams waiting for a slot; whoever holds taking
+	// asks Redis for all of them at once (see Acquire).
+	queued []*slotRequest
+	taking sync.Mutex
 
 	stop chan struct{}
 	done chan struct{}
@@ -104,26 +123,101 @@ func newRedisStreamLimits(rdb *redis.Client, prefix, instance string, l Limits, 
 	return s
 }
 
+// slotRequest is a stream waiting for its slots.
+type slotRequest struct {
+	member string
+	keys   [2]string // its user and address sets
+	res    int64     // 0 taken, 1 the user is at the cap, 2 the address is
+	err    error     // Redis did not answer
+	done   chan struct{}
+}
+
+// maxSlotsPerCall bounds the streams one script call takes slots for.
+const maxSlotsPerCall = 256
+
+// Acquire takes a slot for a stream of userID from addr. Streams that
+// open together are asked for in one script call, as presence records
+// them (see RedisPresence.change): a stream queues its request and takes
+// the taking lock, and finds its answer there, or asks for the requests
+// queued before it and its own.
 func (s *RedisStreamLimits) Acquire(ctx context.Context, userID int64, addr string) (func(), error) {
-	member := s.instance + ":" + strconv.FormatUint(s.seq.Add(1), 10)
-	keys := [2]string{s.prefix + "user:" + strconv.FormatInt(userID, 10), s.prefix + "addr:" + addr}
-	res, err := acquireSlotScript.Run(ctx, s.rdb, keys[:], member, s.ttl.Milliseconds(), s.perUser, s.perAddr).Int()
-	if err != nil {
-		s.down.fail(err)
+	req := &slotRequest{
+		member: s.instance + ":" + strconv.FormatUint(s.seq.Add(1), 10),
+		keys:   [2]string{s.prefix + "user:" + strconv.FormatInt(userID, 10), s.prefix + "addr:" + addr},
+		done:   make(chan struct{}),
+	}
+	s.mu.Lock()
+	s.queued = append(s.queued, req)
+	s.mu.Unlock()
+	s.taking.Lock()
+	for {
+		select {
+		case <-req.done:
+		default:
+			// Not the request's context: its going must not fail the
+			// streams in its batch.
+			s.takeBatch(context.WithoutCancel(ctx))
+			continue
+		}
+		break
+	}
+	s.taking.Unlock()
+
+	if req.err != nil {
+		s.down.fail(req.err)
 		return s.local.Acquire(ctx, userID, addr)
 	}
 	s.down.ok()
-	switch res {
+	switch req.res {
 	case 1:
 		return nil, tooManyUserStreams(s.perUser)
 	case 2:
 		return nil, tooManyAddrStreams()
 	}
-	s.mu.Lock()
-	s.held[member] = keys
-	s.mu.Unlock()
 	var once sync.Once
-	return func() { once.Do(func() { s.release(member, keys) }) }, nil
+	return func() { once.Do(func() { s.release(req.member, req.keys) }) }, nil
+}
+
+// takeBatch asks Redis for the oldest queued requests, as many as one
+// call takes, and answers them. A slot taken is held from then on, so
+// that the renewal keeps it. Called under taking.
+func (s *RedisStreamLimits) takeBatch(ctx context.Context) {
+	s.mu.Lock()
+	batch := s.queued[:min(len(s.queued), maxSlotsPerCall)]
+	s.queued = s.queued[len(batch):]
+	if len(s.queued) == 0 {
+		s.queued = nil
+	}
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	keys := make([]string, 0, 2*len(batch))
+	args := make([]any, 0, 3+len(batch))
+	args = append(args, s.ttl.Milliseconds(), s.perUser, s.perAddr)
+	for _, r := range batch {
+		keys = append(keys, r.keys[0], r.keys[1])
+		args = append(args, r.member)
+	}
+	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
+	res, err := acquireSlotsScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	cancel()
+	if err == nil && len(res) != len(batch) {
+		err = fmt.Errorf("taking stream slots: %d answers for %d streams", len(res), len(batch))
+	}
+	s.mu.Lock()
+	for i, r := range batch {
+		if r.err = err; err == nil {
+			r.res = res[i]
+			if r.res == 0 {
+				s.held[r.member] = r.keys
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range batch {
+		close(r.done)
+	}
 }
 
 func (s *RedisStreamLimits) release(member string, keys [2]string) {

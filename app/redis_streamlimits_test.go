@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -103,4 +105,66 @@ func TestRedisStreamCapsAreClusterWide(t *testing.T) {
 		}
 		return logs.count("redis reachable again")-upBefore == 1
 	})
+}
+
+// Streams that open together take their slots in one script call, each
+// answered as if it had asked alone, in the order they asked.
+func TestRedisStreamSlotsOfAStormInOneCall(t *testing.T) {
+	requireRedis(t)
+	srv := startRedisServer(t)
+	log, _ := newTestLog(t)
+	rdb, err := newRedisClient(srv.url, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	// Renewals far apart, so that the calls counted are the streams'.
+	s := newRedisStreamLimits(rdb, "papotest:", "a", Limits{Enabled: true, StreamsPerUser: 2, StreamsPerAddress: 3}, time.Hour, log)
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	queued := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.queued)
+	}
+	asks := []struct {
+		user  int64
+		addr  string
+		taken bool
+	}{
+		{1, "10.0.0.1", true},
+		{1, "10.0.0.2", true},
+		{1, "10.0.0.3", false}, // the user's third
+		{2, "192.0.2.9", true},
+		{3, "192.0.2.9", true},
+		{4, "192.0.2.9", true},
+		{5, "192.0.2.9", false}, // the address's fourth
+		{6, "10.0.0.3", true},
+	}
+	got := make([]error, len(asks))
+
+	s.taking.Lock() // a call in flight: the streams queue behind it
+	var wg sync.WaitGroup
+	for i, a := range asks {
+		wg.Go(func() { _, got[i] = s.Acquire(ctx, a.user, a.addr) })
+		eventually(t, 5*time.Second, fmt.Sprintf("stream %d queues", i), func() bool { return queued() == i+1 })
+	}
+	before := scriptCalls(t, srv.url)
+	s.taking.Unlock()
+	wg.Wait()
+
+	if calls := scriptCalls(t, srv.url) - before; calls > 2 { // one, and perhaps a NOSCRIPT first
+		t.Errorf("%d streams took %d script calls", len(asks), calls)
+	}
+	for i, a := range asks {
+		if taken := got[i] == nil; taken != a.taken {
+			t.Errorf("stream %d (user %d from %s): taken %v, want %v (%v)", i, a.user, a.addr, taken, a.taken, got[i])
+		}
+	}
+	s.mu.Lock()
+	held := len(s.held)
+	s.mu.Unlock()
+	if held != 6 {
+		t.Errorf("%d slots held, want 6", held)
+	}
 }
