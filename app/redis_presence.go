@@ -251,15 +251,21 @@ func (p *RedisPresence) change(ctx context.Context, room string, user UserRef, d
 	// Not the caller's context: once sent, the script runs whether or not
 	// the client is still there, and the outcome must be known.
 	ctx = context.WithoutCancel(ctx)
-	for {
-		select {
-		case <-c.done:
-			return c
-		default:
-			// Up to c, and no further: a caller does not record a storm
-			// that goes on after its own change.
-			p.recordBatch(ctx)
-		}
+	// Up to c, and no further: a caller does not record a storm that
+	// goes on after its own change.
+	for !isClosed(c.done) {
+		p.recordBatch(ctx)
+	}
+	return c
+}
+
+// isClosed reports whether ch has been closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

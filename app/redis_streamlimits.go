@@ -150,16 +150,10 @@ func (s *RedisStreamLimits) Acquire(ctx context.Context, userID int64, addr stri
 	s.queued = append(s.queued, req)
 	s.mu.Unlock()
 	s.taking.Lock()
-	for {
-		select {
-		case <-req.done:
-		default:
-			// Not the request's context: its going must not fail the
-			// streams in its batch.
-			s.takeBatch(context.WithoutCancel(ctx))
-			continue
-		}
-		break
+	for !isClosed(req.done) {
+		// Not the request's context: its going must not fail the streams
+		// in its batch.
+		s.takeBatch(context.WithoutCancel(ctx))
 	}
 	s.taking.Unlock()
 
