@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,14 +51,7 @@ func TestRedisPresenceRecordsAStormInOneCall(t *testing.T) {
 	var changes changeLog
 	// Beats and sweeps far apart, so that the script calls counted below
 	// are the streams'.
-	p, err := NewRedisPresence(context.Background(), RedisPresenceOptions{
-		URL: srv.url, Prefix: "papotest:", Origin: "a-" + newOrigin(), Grace: time.Hour,
-		Heartbeat: time.Hour, TTL: time.Hour,
-	}, changes.notifier("a"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := startPresence(t, presenceOpts{url: srv.url, prefix: "papotest:", grace: time.Hour, heartbeat: time.Hour, ttl: time.Hour}, "a", &changes)
 	ctx := context.Background()
 	queued := func() int {
 		p.mu.Lock()

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 )
@@ -196,14 +195,7 @@ func TestRedisPresenceReloadInGraceAcrossEmptiedRedis(t *testing.T) {
 	requireRedis(t)
 	srv := startRedisServer(t)
 	var changes changeLog
-	p, err := NewRedisPresence(context.Background(), RedisPresenceOptions{
-		URL: srv.url, Prefix: "papotest:", Origin: "a-" + newOrigin(), Grace: 5 * time.Second,
-		Heartbeat: time.Second, TTL: time.Second,
-	}, changes.notifier("a"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := startPresence(t, presenceOpts{url: srv.url, prefix: "papotest:", grace: 5 * time.Second, heartbeat: time.Second, ttl: time.Second}, "a", &changes)
 	ctx := context.Background()
 	ana := UserRef{ID: 1, Name: "ana"}
 	must(t, p.Connect(ctx, "general", ana))
@@ -282,14 +274,7 @@ func TestRedisPresenceLeaveInGraceAcrossEmptiedRedis(t *testing.T) {
 	requireRedis(t)
 	srv := startRedisServer(t)
 	var changes changeLog
-	p, err := NewRedisPresence(context.Background(), RedisPresenceOptions{
-		URL: srv.url, Prefix: "papotest:", Origin: "a-" + newOrigin(), Grace: 5 * time.Second,
-		Heartbeat: time.Second, TTL: time.Second,
-	}, changes.notifier("a"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := startPresence(t, presenceOpts{url: srv.url, prefix: "papotest:", grace: 5 * time.Second, heartbeat: time.Second, ttl: time.Second}, "a", &changes)
 	ctx := context.Background()
 	ana := UserRef{ID: 1, Name: "ana"}
 	hal := UserRef{ID: 2, Name: "hal"}

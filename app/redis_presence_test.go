@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,7 @@ func (l *changeLog) count(name string, joined bool) int {
 type presenceOpts struct {
 	url       string
 	prefix    string
+	grace     time.Duration // 0: testGrace
 	heartbeat time.Duration
 	ttl       time.Duration
 	log       *slog.Logger
@@ -73,7 +75,7 @@ func startPresence(t *testing.T, o presenceOpts, name string, changes *changeLog
 		o.log = slog.New(slog.DiscardHandler)
 	}
 	p, err := NewRedisPresence(context.Background(), RedisPresenceOptions{
-		URL: o.url, Prefix: o.prefix, Origin: name + "-" + newOrigin(), Grace: testGrace,
+		URL: o.url, Prefix: o.prefix, Origin: name + "-" + newOrigin(), Grace: cmp.Or(o.grace, testGrace),
 		Heartbeat: o.heartbeat, TTL: o.ttl,
 	}, changes.notifier(name), o.log)
 	if err != nil {
