@@ -481,19 +481,30 @@ func (p *RedisPresence) degradeFor(err error, fixes []pairFix) {
 	closed := p.closed
 	if !p.degraded {
 		p.before = p.onlineHere()
+		// The counts here are ahead of Redis by the changes still queued,
+		// which will not reach it now. They come after the failed ones
+		// (fixes): applied first, so that a pair's earliest change says
+		// whether Redis had it.
+		p.applyFixes(fixesOf(p.queued))
 	}
 	p.degraded = true
+	p.applyFixes(fixes)
+	p.mu.Unlock()
+	if !closed && p.outage.fail(err) {
+		p.log.Warn("presence: Redis unavailable; streams still open and are counted on this instance "+
+			"until it is back, when joins and leaves are caught up", "redis", redisAddr(p.client), "err", err)
+	}
+}
+
+// applyFixes puts each fix's pair in the before set, or takes it out,
+// as Redis had it. Called under mu.
+func (p *RedisPresence) applyFixes(fixes []pairFix) {
 	for _, fix := range fixes {
 		if fix.recorded {
 			p.before[fix.pairKey] = fix.name
 		} else {
 			delete(p.before, fix.pairKey)
 		}
-	}
-	p.mu.Unlock()
-	if !closed && p.outage.fail(err) {
-		p.log.Warn("presence: Redis unavailable; streams still open and are counted on this instance "+
-			"until it is back, when joins and leaves are caught up", "redis", redisAddr(p.client), "err", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -115,5 +116,47 @@ func TestRedisPresenceRecordsAStormInOneCall(t *testing.T) {
 	n, err := p.client.ZCard(ctx, p.keys+"leaving").Result()
 	if err != nil || n != 0 {
 		t.Fatalf("leaves pending: %d, %v", n, err)
+	}
+}
+
+// A stream whose change was still queued when Redis went away never
+// reached it: if Redis comes back empty, that user is a join to announce,
+// not someone Redis had online before the outage.
+func TestRedisPresenceChangeQueuedAtAnOutageIsAJoin(t *testing.T) {
+	requireRedis(t)
+	srv := startRedisServer(t)
+	o := rejoinOpts(srv.url)
+	var changes changeLog
+	p := startPresence(t, o, "a", &changes)
+	ctx := context.Background()
+	ana := UserRef{ID: 1, Name: "ana"}
+	eve := UserRef{ID: 2, Name: "eve"}
+	must(t, p.Connect(ctx, "general", ana))
+
+	p.decide.Lock() // a call in flight: eve's stream queues behind it
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = p.Connect(ctx, "general", eve) })
+	eventually(t, 5*time.Second, "eve's change is queued", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.queued) == 1
+	})
+	// Redis goes away, and a call fails (a heartbeat, say) with eve
+	// still queued.
+	srv.stop()
+	p.degrade(errors.New("redis went away"))
+	p.decide.Unlock()
+	wg.Wait()
+
+	startRedisAgain(t, srv, p)
+	eventually(t, 15*time.Second, "eve's join is announced", func() bool { return changes.count("eve", true) == 1 })
+	time.Sleep(o.ttl + 3*testGrace)
+	for name, want := range map[string]string{"ana": "+", "eve": "+"} {
+		if got := joinsLeaves(&changes, name); got != want {
+			t.Errorf("%s's changes: %q, want %q", name, got, want)
+		}
+	}
+	if got := online(t, p, "general"); !equalNames(got, []string{"ana", "eve"}) {
+		t.Fatalf("online after the outage: %v", got)
 	}
 }
