@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -18,23 +19,32 @@ import (
 // counted per instance for a while is better than none.
 
 // gcraScript is a token bucket in its GCRA form: one key holding the
-// "theoretical arrival time" of the next request.
-// KEYS[1] bucket; ARGV[1] emission interval (µs); ARGV[2] burst.
-// Returns {allowed (0/1), retry after (µs)}.
+// "theoretical arrival time" of the next request. It checks a batch of
+// requests in order, as a call each would.
+// KEYS: the bucket of each request; ARGV[1] emission interval (µs);
+// ARGV[2] burst.
+// Returns for each request: allowed (0/1), retry after (µs).
 var gcraScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local newtat = tat + interval
-local allowAt = newtat - burst * interval
-if allowAt > now then
-  return {0, allowAt - now}
+local out = {}
+for _, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local newtat = tat + interval
+  local allowAt = newtat - burst * interval
+  if allowAt > now then
+    table.insert(out, 0)
+    table.insert(out, allowAt - now)
+  else
+    redis.call('SET', key, newtat, 'PX', math.ceil((newtat - now) / 1000) + 1)
+    table.insert(out, 1)
+    table.insert(out, 0)
+  end
 end
-redis.call('SET', KEYS[1], newtat, 'PX', math.ceil((newtat - now) / 1000) + 1)
-return {1, 0}
+return out
 `)
 
 // RedisRateLimiter is a token bucket per key, shared by every instance.
@@ -45,29 +55,67 @@ type RedisRateLimiter struct {
 	burst    int
 	fallback RateLimiter
 	down     *outageLog
+	// checks asks Redis about requests that come together in one call.
+	checks batcher[*rateRequest]
 }
+
+// rateRequest is a request waiting for its token.
+type rateRequest struct {
+	key     string
+	allowed bool
+	retry   time.Duration
+	err     error // Redis did not answer
+}
+
+// maxChecksPerCall bounds the requests one script call checks.
+const maxChecksPerCall = 256
 
 // NewRedisRateLimiter allows perSecond on average with bursts of burst.
 func NewRedisRateLimiter(rdb *redis.Client, prefix string, perSecond float64, burst int, log *slog.Logger) *RedisRateLimiter {
 	if burst < 1 {
 		burst = 1
 	}
-	return &RedisRateLimiter{
+	l := &RedisRateLimiter{
 		rdb: rdb, prefix: prefix + "limit:", burst: burst,
 		interval: int64(1e6 / perSecond),
 		fallback: NewMemoryRateLimiter(perSecond, burst),
 		down:     &outageLog{log: log, what: "rate limits"},
 	}
+	l.checks = batcher[*rateRequest]{max: maxChecksPerCall, answer: l.check}
+	return l
 }
 
+// Allow takes a token for key. Requests that come together (a busy
+// room's posts) are checked in one script call (see batcher).
 func (l *RedisRateLimiter) Allow(ctx context.Context, key string) (bool, time.Duration, error) {
-	res, err := gcraScript.Run(ctx, l.rdb, []string{l.prefix + key}, l.interval, l.burst).Int64Slice()
-	if err != nil {
-		l.down.fail(err)
+	req := &rateRequest{key: l.prefix + key}
+	l.checks.do(ctx, req)
+	if req.err != nil {
+		l.down.fail(req.err)
 		return l.fallback.Allow(ctx, key)
 	}
 	l.down.ok()
-	return res[0] == 1, time.Duration(res[1]) * time.Microsecond, nil
+	return req.allowed, req.retry, nil
+}
+
+// check asks Redis about a batch of requests in one call.
+func (l *RedisRateLimiter) check(ctx context.Context, batch []*rateRequest) {
+	keys := make([]string, len(batch))
+	for i, r := range batch {
+		keys[i] = r.key
+	}
+	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
+	defer cancel()
+	res, err := gcraScript.Run(ctx, l.rdb, keys, l.interval, l.burst).Int64Slice()
+	if err == nil && len(res) != 2*len(batch) {
+		err = fmt.Errorf("checking rate limits: %d answers for %d requests", len(res)/2, len(batch))
+	}
+	for i, r := range batch {
+		if r.err = err; err == nil {
+			r.allowed = res[2*i] == 1
+			r.retry = time.Duration(res[2*i+1]) * time.Microsecond
+		}
+	}
 }
 
 // failuresScript keeps failure times in a sorted set, scored in ms.

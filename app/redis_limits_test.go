@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -92,5 +94,53 @@ func TestRedisFailureCounterSlidingWindow(t *testing.T) {
 	_ = c.Reset(ctx, "login:ana")
 	if n, _ := rdb.Exists(ctx, prefix+"failures:login:ana").Result(); n != 0 {
 		t.Fatal("reset left the key")
+	}
+}
+
+// Requests that come together take their tokens in one script call, each
+// answered as a call of its own would have been, in the order they came.
+func TestRedisRateLimiterChecksABurstInOneCall(t *testing.T) {
+	requireRedis(t)
+	srv := startRedisServer(t)
+	log, _ := newTestLog(t)
+	rdb, err := newRedisClient(srv.url, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	l := NewRedisRateLimiter(rdb, "papotest:", 1.0/3600, 3, log) // three, then one an hour
+	ctx := context.Background()
+	keys := []string{"ana", "ana", "bia", "ana", "ana", "bia"}
+	want := []bool{true, true, true, true, false, true}
+	type answer struct {
+		ok    bool
+		after time.Duration
+		err   error
+	}
+	got := make([]answer, len(keys))
+
+	l.checks.run.Lock() // a call in flight: the requests queue behind it
+	var wg sync.WaitGroup
+	for i, key := range keys {
+		wg.Go(func() {
+			ok, after, err := l.Allow(ctx, key)
+			got[i] = answer{ok, after, err}
+		})
+		eventually(t, 5*time.Second, fmt.Sprintf("request %d queues", i), func() bool { return l.checks.pending() == i+1 })
+	}
+	before := scriptCalls(t, srv.url)
+	l.checks.run.Unlock()
+	wg.Wait()
+
+	if calls := scriptCalls(t, srv.url) - before; calls > 2 { // one, and perhaps a NOSCRIPT first
+		t.Errorf("%d requests took %d script calls", len(keys), calls)
+	}
+	for i, a := range got {
+		if a.err != nil || a.ok != want[i] {
+			t.Fatalf("request %d (%s): allowed %v, %v; want %v", i, keys[i], a.ok, a.err, want[i])
+		}
+		if !a.ok && (a.after < 59*time.Minute || a.after > time.Hour) {
+			t.Fatalf("request %d: retry after %v, want about an hour", i, a.after)
+		}
 	}
 }

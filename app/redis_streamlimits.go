@@ -93,10 +93,9 @@ type RedisStreamLimits struct {
 	seq  atomic.Uint64
 	mu   sync.Mutex
 	held map[string][2]string // member → its user and address sets
-	// queued are the streams waiting for a slot; whoever holds taking
-	// asks Redis for all of them at once (see Acquire).
-	queued []*slotRequest
-	taking sync.Mutex
+	// slots asks Redis for the slots of streams that open together in
+	// one call.
+	slots batcher[*slotRequest]
 
 	stop chan struct{}
 	done chan struct{}
@@ -119,6 +118,7 @@ func newRedisStreamLimits(rdb *redis.Client, prefix, instance string, l Limits, 
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
+	s.slots = batcher[*slotRequest]{max: maxSlotsPerCall, answer: s.takeSlots}
 	go s.renewLoop()
 	return s
 }
@@ -129,33 +129,19 @@ type slotRequest struct {
 	keys   [2]string // its user and address sets
 	res    int64     // 0 taken, 1 the user is at the cap, 2 the address is
 	err    error     // Redis did not answer
-	done   chan struct{}
 }
 
 // maxSlotsPerCall bounds the streams one script call takes slots for.
 const maxSlotsPerCall = 256
 
 // Acquire takes a slot for a stream of userID from addr. Streams that
-// open together are asked for in one script call, as presence records
-// them (see RedisPresence.change): a stream queues its request and takes
-// the taking lock, and finds its answer there, or asks for the requests
-// queued before it and its own.
+// open together are asked for in one script call (see batcher).
 func (s *RedisStreamLimits) Acquire(ctx context.Context, userID int64, addr string) (func(), error) {
 	req := &slotRequest{
 		member: s.instance + ":" + strconv.FormatUint(s.seq.Add(1), 10),
 		keys:   [2]string{s.prefix + "user:" + strconv.FormatInt(userID, 10), s.prefix + "addr:" + addr},
-		done:   make(chan struct{}),
 	}
-	s.mu.Lock()
-	s.queued = append(s.queued, req)
-	s.mu.Unlock()
-	s.taking.Lock()
-	for !isClosed(req.done) {
-		// Not the request's context: its going must not fail the streams
-		// in its batch.
-		s.takeBatch(context.WithoutCancel(ctx))
-	}
-	s.taking.Unlock()
+	s.slots.do(ctx, req)
 
 	if req.err != nil {
 		s.down.fail(req.err)
@@ -172,20 +158,9 @@ func (s *RedisStreamLimits) Acquire(ctx context.Context, userID int64, addr stri
 	return func() { once.Do(func() { s.release(req.member, req.keys) }) }, nil
 }
 
-// takeBatch asks Redis for the oldest queued requests, as many as one
-// call takes, and answers them. A slot taken is held from then on, so
-// that the renewal keeps it. Called under taking.
-func (s *RedisStreamLimits) takeBatch(ctx context.Context) {
-	s.mu.Lock()
-	batch := s.queued[:min(len(s.queued), maxSlotsPerCall)]
-	s.queued = s.queued[len(batch):]
-	if len(s.queued) == 0 {
-		s.queued = nil
-	}
-	s.mu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
+// takeSlots asks Redis for the slots of a batch of streams in one call.
+// A slot taken is held from then on, so that the renewal keeps it.
+func (s *RedisStreamLimits) takeSlots(ctx context.Context, batch []*slotRequest) {
 	keys := make([]string, 0, 2*len(batch))
 	args := make([]any, 0, 3+len(batch))
 	args = append(args, s.ttl.Milliseconds(), s.perUser, s.perAddr)
@@ -209,9 +184,6 @@ func (s *RedisStreamLimits) takeBatch(ctx context.Context) {
 		}
 	}
 	s.mu.Unlock()
-	for _, r := range batch {
-		close(r.done)
-	}
 }
 
 func (s *RedisStreamLimits) release(member string, keys [2]string) {

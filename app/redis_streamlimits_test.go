@@ -122,11 +122,7 @@ func TestRedisStreamSlotsOfAStormInOneCall(t *testing.T) {
 	s := newRedisStreamLimits(rdb, "papotest:", "a", Limits{Enabled: true, StreamsPerUser: 2, StreamsPerAddress: 3}, time.Hour, log)
 	t.Cleanup(s.Close)
 	ctx := context.Background()
-	queued := func() int {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.queued)
-	}
+	queued := s.slots.pending
 	asks := []struct {
 		user  int64
 		addr  string
@@ -143,14 +139,14 @@ func TestRedisStreamSlotsOfAStormInOneCall(t *testing.T) {
 	}
 	got := make([]error, len(asks))
 
-	s.taking.Lock() // a call in flight: the streams queue behind it
+	s.slots.run.Lock() // a call in flight: the streams queue behind it
 	var wg sync.WaitGroup
 	for i, a := range asks {
 		wg.Go(func() { _, got[i] = s.Acquire(ctx, a.user, a.addr) })
 		eventually(t, 5*time.Second, fmt.Sprintf("stream %d queues", i), func() bool { return queued() == i+1 })
 	}
 	before := scriptCalls(t, srv.url)
-	s.taking.Unlock()
+	s.slots.run.Unlock()
 	wg.Wait()
 
 	if calls := scriptCalls(t, srv.url) - before; calls > 2 { // one, and perhaps a NOSCRIPT first
