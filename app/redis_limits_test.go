@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 )
@@ -100,14 +98,8 @@ func TestRedisFailureCounterSlidingWindow(t *testing.T) {
 // Requests that come together take their tokens in one script call, each
 // answered as a call of its own would have been, in the order they came.
 func TestRedisRateLimiterChecksABurstInOneCall(t *testing.T) {
-	requireRedis(t)
-	srv := startRedisServer(t)
+	srv, rdb := privateRedisClient(t)
 	log, _ := newTestLog(t)
-	rdb, err := newRedisClient(srv.url, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
 	l := NewRedisRateLimiter(rdb, "papotest:", 1.0/3600, 3, log) // three, then one an hour
 	ctx := context.Background()
 	keys := []string{"ana", "ana", "bia", "ana", "ana", "bia"}
@@ -118,22 +110,17 @@ func TestRedisRateLimiterChecksABurstInOneCall(t *testing.T) {
 		err   error
 	}
 	got := make([]answer, len(keys))
-
-	l.checks.run.Lock() // a call in flight: the requests queue behind it
-	var wg sync.WaitGroup
+	calls := make([]func(), len(keys))
 	for i, key := range keys {
-		wg.Go(func() {
+		calls[i] = func() {
 			ok, after, err := l.Allow(ctx, key)
 			got[i] = answer{ok, after, err}
-		})
-		eventually(t, 5*time.Second, fmt.Sprintf("request %d queues", i), func() bool { return l.checks.pending() == i+1 })
+		}
 	}
-	before := scriptCalls(t, srv.url)
-	l.checks.run.Unlock()
-	wg.Wait()
 
-	if calls := scriptCalls(t, srv.url) - before; calls > 2 { // one, and perhaps a NOSCRIPT first
-		t.Errorf("%d requests took %d script calls", len(keys), calls)
+	// One, and perhaps a NOSCRIPT first.
+	if n := callsForQueued(t, srv.url, &l.checks, calls); n > 2 {
+		t.Errorf("%d requests took %d script calls", len(keys), n)
 	}
 	for i, a := range got {
 		if a.err != nil || a.ok != want[i] {

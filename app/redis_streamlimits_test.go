@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 )
@@ -110,19 +108,12 @@ func TestRedisStreamCapsAreClusterWide(t *testing.T) {
 // Streams that open together take their slots in one script call, each
 // answered as if it had asked alone, in the order they asked.
 func TestRedisStreamSlotsOfAStormInOneCall(t *testing.T) {
-	requireRedis(t)
-	srv := startRedisServer(t)
+	srv, rdb := privateRedisClient(t)
 	log, _ := newTestLog(t)
-	rdb, err := newRedisClient(srv.url, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
 	// Renewals far apart, so that the calls counted are the streams'.
 	s := newRedisStreamLimits(rdb, "papotest:", "a", Limits{Enabled: true, StreamsPerUser: 2, StreamsPerAddress: 3}, time.Hour, log)
 	t.Cleanup(s.Close)
 	ctx := context.Background()
-	queued := s.slots.pending
 	asks := []struct {
 		user  int64
 		addr  string
@@ -138,19 +129,14 @@ func TestRedisStreamSlotsOfAStormInOneCall(t *testing.T) {
 		{6, "10.0.0.3", true},
 	}
 	got := make([]error, len(asks))
-
-	s.slots.run.Lock() // a call in flight: the streams queue behind it
-	var wg sync.WaitGroup
+	calls := make([]func(), len(asks))
 	for i, a := range asks {
-		wg.Go(func() { _, got[i] = s.Acquire(ctx, a.user, a.addr) })
-		eventually(t, 5*time.Second, fmt.Sprintf("stream %d queues", i), func() bool { return queued() == i+1 })
+		calls[i] = func() { _, got[i] = s.Acquire(ctx, a.user, a.addr) }
 	}
-	before := scriptCalls(t, srv.url)
-	s.slots.run.Unlock()
-	wg.Wait()
 
-	if calls := scriptCalls(t, srv.url) - before; calls > 2 { // one, and perhaps a NOSCRIPT first
-		t.Errorf("%d streams took %d script calls", len(asks), calls)
+	// One, and perhaps a NOSCRIPT first.
+	if n := callsForQueued(t, srv.url, &s.slots, calls); n > 2 {
+		t.Errorf("%d streams took %d script calls", len(asks), n)
 	}
 	for i, a := range asks {
 		if taken := got[i] == nil; taken != a.taken {
