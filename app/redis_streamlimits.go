@@ -79,6 +79,15 @@ end
 return #KEYS
 `)
 
+// releaseSlotsScript removes slots. KEYS: the sets, ARGV[i]: the member
+// in KEYS[i].
+var releaseSlotsScript = redis.NewScript(`
+for i = 1, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[i])
+end
+return #KEYS
+`)
+
 // RedisStreamLimits caps streams across every instance sharing a Redis.
 type RedisStreamLimits struct {
 	rdb      *redis.Client
@@ -94,8 +103,10 @@ type RedisStreamLimits struct {
 	mu   sync.Mutex
 	held map[string][2]string // member → its user and address sets
 	// slots asks Redis for the slots of streams that open together in
-	// one call.
-	slots batcher[*slotRequest]
+	// one call, and releases gives back those of streams that close
+	// together (a proxy restart, a shutdown) in one call.
+	slots    batcher[*slotRequest]
+	releases batcher[slotRelease]
 
 	stop chan struct{}
 	done chan struct{}
@@ -119,6 +130,7 @@ func newRedisStreamLimits(rdb *redis.Client, prefix, instance string, l Limits, 
 		done:  make(chan struct{}),
 	}
 	s.slots = batcher[*slotRequest]{max: maxSlotsPerCall, answer: s.takeSlots}
+	s.releases = batcher[slotRelease]{max: maxSlotsPerCall, answer: s.giveBack}
 	go s.renewLoop()
 	return s
 }
@@ -155,7 +167,7 @@ func (s *RedisStreamLimits) Acquire(ctx context.Context, userID int64, addr stri
 		return nil, tooManyAddrStreams()
 	}
 	var once sync.Once
-	return func() { once.Do(func() { s.release(req.member, req.keys) }) }, nil
+	return func() { once.Do(func() { s.release(slotRelease{req.member, req.keys}) }) }, nil
 }
 
 // takeSlots asks Redis for the slots of a batch of streams in one call.
@@ -186,18 +198,38 @@ func (s *RedisStreamLimits) takeSlots(ctx context.Context, batch []*slotRequest)
 	s.mu.Unlock()
 }
 
-func (s *RedisStreamLimits) release(member string, keys [2]string) {
+// slotRelease is the slot of a stream that closed.
+type slotRelease struct {
+	member string
+	keys   [2]string
+}
+
+// release gives a slot back at once, so that a client that reconnects
+// right away finds it free, rather than when the slot lapses.
+func (s *RedisStreamLimits) release(r slotRelease) {
 	s.mu.Lock()
-	delete(s.held, member)
+	delete(s.held, r.member)
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	pipe := s.rdb.Pipeline()
-	for _, k := range keys {
-		pipe.ZRem(ctx, k, member)
+	s.releases.do(context.Background(), r)
+}
+
+// giveBack removes the slots of a batch of closed streams in one call.
+func (s *RedisStreamLimits) giveBack(ctx context.Context, batch []slotRelease) {
+	keys := make([]string, 0, 2*len(batch))
+	members := make([]any, 0, 2*len(batch))
+	for _, r := range batch {
+		for _, k := range r.keys {
+			keys = append(keys, k)
+			members = append(members, r.member)
+		}
 	}
-	// Should Redis not answer, the slot lapses by itself within the TTL.
-	_, _ = pipe.Exec(ctx)
+	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
+	defer cancel()
+	// Should Redis not answer, the slots lapse by themselves within the
+	// TTL: the renewal no longer keeps them.
+	if err := releaseSlotsScript.Run(ctx, s.rdb, keys, members...).Err(); err != nil {
+		s.down.fail(fmt.Errorf("releasing stream slots: %w", err))
+	}
 }
 
 func (s *RedisStreamLimits) renewLoop() {

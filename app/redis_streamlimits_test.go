@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -148,5 +149,56 @@ func TestRedisStreamSlotsOfAStormInOneCall(t *testing.T) {
 	s.mu.Unlock()
 	if held != 6 {
 		t.Errorf("%d slots held, want 6", held)
+	}
+}
+
+// TestRedisStreamSlotsOfClosingStreamsGoBackInOneCall: streams that close
+// together (a proxy restart drops them all) give their slots back in one
+// call, and a client that reconnects at once finds them free.
+func TestRedisStreamSlotsOfClosingStreamsGoBackInOneCall(t *testing.T) {
+	srv, rdb := privateRedisClient(t)
+	log, _ := newTestLog(t)
+	s := newRedisStreamLimits(rdb, "papotest:", "a", Limits{Enabled: true, StreamsPerUser: 3, StreamsPerAddress: 5}, time.Hour, log)
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	streams := []struct {
+		user int64
+		addr string
+	}{{1, "10.0.0.1"}, {1, "10.0.0.2"}, {1, "10.0.0.3"}, {2, "192.0.2.9"}, {3, "192.0.2.9"}, {4, "192.0.2.9"}}
+	calls := make([]func(), len(streams))
+	for i, st := range streams {
+		release, err := s.Acquire(ctx, st.user, st.addr)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		calls[i] = release
+	}
+	if _, err := s.Acquire(ctx, 1, "10.0.0.4"); err == nil {
+		t.Fatal("user 1 took a fourth stream with a cap of three")
+	}
+
+	// One, and perhaps a NOSCRIPT first.
+	if n := callsForQueued(t, srv.url, &s.releases, calls); n > 2 {
+		t.Errorf("%d closing streams took %d script calls", len(streams), n)
+	}
+	keys, err := rdb.Keys(ctx, "papotest:streams:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if n := rdb.ZCard(ctx, k).Val(); n != 0 {
+			t.Errorf("%s holds %d slots after every stream closed", k, n)
+		}
+	}
+	s.mu.Lock()
+	held := len(s.held)
+	s.mu.Unlock()
+	if held != 0 {
+		t.Errorf("%d slots still renewed after every stream closed", held)
+	}
+	for i := range 3 {
+		if _, err := s.Acquire(ctx, 1, "10.0.0."+strconv.Itoa(i+1)); err != nil {
+			t.Errorf("user 1 reconnecting, stream %d: %v", i, err)
+		}
 	}
 }
