@@ -11,6 +11,7 @@
 //	papoload [flags] fanout    open N streams, post M single messages, latency to all N
 //	papoload [flags] sustain   open N streams, post at -rate for -duration
 //	papoload [flags] store     open N streams (in other rooms), post as fast as -rate asks
+//	papoload [flags] reconnect open N streams, post at -rate; drop them all and resume each from its last id
 //
 // Every loop is bounded in count and in time (-timeout ends the whole run),
 // and only loopback addresses are accepted as targets and sources.
@@ -68,7 +69,7 @@ type config struct {
 }
 
 func usage() {
-	fmt.Fprintf(os.Stderr, `usage: papoload [flags] users|connect|fanout|sustain|store
+	fmt.Fprintf(os.Stderr, `usage: papoload [flags] users|connect|fanout|sustain|store|reconnect
 
 Scenarios:
   users    register (first time) or log in the -users accounts and cache their sessions in -creds
@@ -77,6 +78,9 @@ Scenarios:
   sustain  open -streams streams; post -rate messages/s for -duration; deliveries/s, latencies, server CPU
   store    open -streams streams spread over -rooms rooms; post -rate messages/s over them with
            -posters concurrent posters; stored messages/s and POST latency
+  reconnect  open -streams streams; post -rate messages/s for -duration; a third of the way in,
+           drop every stream at once and reopen each from the last id it received (on the next
+           -url); time until all are back, messages lost, repeated or out of order, their latency
 
 Flags:
 `)
@@ -109,8 +113,8 @@ func main() {
 	flag.IntVar(&cfg.messages, "messages", 20, "fanout: messages to post, one at a time")
 	flag.DurationVar(&cfg.gap, "gap", 250*time.Millisecond, "fanout: pause between messages")
 	flag.DurationVar(&cfg.wait, "wait", 5*time.Second, "fanout: how long one message may take to reach every stream")
-	flag.Float64Var(&cfg.rate, "rate", 20, "sustain, store: messages per second offered")
-	flag.DurationVar(&cfg.duration, "duration", 15*time.Second, "sustain, store: how long to post")
+	flag.Float64Var(&cfg.rate, "rate", 20, "sustain, store, reconnect: messages per second offered")
+	flag.DurationVar(&cfg.duration, "duration", 15*time.Second, "sustain, store, reconnect: how long to post (reconnect drops the streams a third of the way in)")
 	flag.IntVar(&cfg.posters, "posters", 0, "concurrent posting connections (default: max(4, rate/100))")
 	flag.IntVar(&cfg.size, "size", 60, "message length in characters")
 	flag.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "the whole run ends after this, whatever it is doing")
@@ -157,6 +161,8 @@ func main() {
 		err = runSustain(ctx, &cfg)
 	case "store":
 		err = runStore(ctx, &cfg)
+	case "reconnect":
+		err = runReconnect(ctx, &cfg)
 	default:
 		usage()
 		os.Exit(2)

@@ -18,6 +18,7 @@ import (
 
 // postRec is one POST: when it was sent and answered, and the id it got.
 type postRec struct {
+	seq      int // its index among the posts of runRate (which room it went to)
 	id       int64
 	status   int
 	sent     int64
@@ -204,6 +205,7 @@ func (p *poster) runRate(ctx context.Context, rate float64, duration time.Durati
 			for i := range jobs {
 				u, room, acct := target(i)
 				recs[i] = p.post(ctx, conns, u, room, acct, p.body(i))
+				recs[i].seq = i
 				sent[i] = true
 			}
 		}()

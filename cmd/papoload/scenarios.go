@@ -24,8 +24,24 @@ func cursors(ctx context.Context, cfg *config, acct account) (map[string]string,
 	if !cfg.resume {
 		return out, nil
 	}
+	ids, err := newestIDs(ctx, cfg, acct)
+	if err != nil {
+		return nil, err
+	}
+	for room, id := range ids {
+		if id > 0 {
+			out[room] = strconv.FormatInt(id, 10)
+		}
+	}
+	return out, nil
+}
+
+// newestIDs returns the newest message id of every room the streams use
+// (0 for an empty one).
+func newestIDs(ctx context.Context, cfg *config, acct account) (map[string]int64, error) {
+	out := map[string]int64{}
 	p := newPoster(cfg)
-	for i := 0; i < min(cfg.rooms, cfg.streams); i++ {
+	for i := 0; i < max(1, min(cfg.rooms, cfg.streams)); i++ {
 		room := cfg.roomName(i)
 		if _, ok := out[room]; ok {
 			continue
@@ -34,9 +50,7 @@ func cursors(ctx context.Context, cfg *config, acct account) (map[string]string,
 		if err != nil {
 			return nil, err
 		}
-		if id > 0 {
-			out[room] = strconv.FormatInt(id, 10)
-		}
+		out[room] = id
 	}
 	return out, nil
 }
@@ -76,7 +90,7 @@ func setup(ctx context.Context, cfg *config, capHint int, beforeOpen func()) ([]
 		return cfg.urls[i%len(cfg.urls)], room, curs[room], accts[i%len(accts)]
 	}
 	t0 := now()
-	set, took := openStreams(ctx, cfg, target, capHint)
+	set, took := openStreams(ctx, cfg, target, capHint, false)
 	perStream, last := set.readyTimes(t0)
 	mode := "fresh (backlog of the newest 50)"
 	if cfg.resume {

@@ -7,10 +7,11 @@ import (
 )
 
 // sseSink is told what a stream's parser finds. The parser decides what
-// counts (ready once, messages only after it); the sink only keeps score.
+// counts (ready once; a message is live after it, the backlog before);
+// the sink only keeps score.
 type sseSink interface {
 	ready(at int64)
-	message(id, at int64)
+	message(id, at int64, live bool)
 }
 
 // Where the parser is in the HTTP response.
@@ -292,7 +293,7 @@ func (p *sseParser) growLine(n int) {
 
 // eventLine acts on one event-stream line (without its terminator). An
 // empty line ends an event: ready marks the stream ready once; a message
-// with data and an id, once ready, is a delivery.
+// with data and an id is a delivery: live once ready, the backlog before.
 func (p *sseParser) eventLine(l []byte, at int64) {
 	switch {
 	case len(l) == 0:
@@ -304,8 +305,8 @@ func (p *sseParser) eventLine(l []byte, at int64) {
 					p.sink.ready(at)
 				}
 			case 'm':
-				if p.isReady && p.id > 0 {
-					p.sink.message(p.id, at)
+				if p.id > 0 {
+					p.sink.message(p.id, at, p.isReady)
 				}
 			}
 		}

@@ -13,17 +13,25 @@ import (
 type recorder struct {
 	readies int
 	readyAt int64
-	recs    []receipt
+	recs    []receipt // live
+	backlog []receipt // before ready
 }
 
-func (r *recorder) ready(at int64)       { r.readies++; r.readyAt = at }
-func (r *recorder) message(id, at int64) { r.recs = append(r.recs, receipt{id: id, at: at}) }
+func (r *recorder) ready(at int64) { r.readies++; r.readyAt = at }
+func (r *recorder) message(id, at int64, live bool) {
+	if live {
+		r.recs = append(r.recs, receipt{id: id, at: at})
+	} else {
+		r.backlog = append(r.backlog, receipt{id: id, at: at})
+	}
+}
 
 // outcome is what parsing one input gave.
 type outcome struct {
 	readies int
 	readyAt int64
 	recs    []receipt
+	backlog []receipt
 	err     string
 	inBody  bool
 }
@@ -54,7 +62,7 @@ func parse(t testing.TB, data []byte, bufSize int, ends []int) outcome {
 			break
 		}
 	}
-	o := outcome{readies: rec.readies, readyAt: rec.readyAt, recs: rec.recs, inBody: p.inBody()}
+	o := outcome{readies: rec.readies, readyAt: rec.readyAt, recs: rec.recs, backlog: rec.backlog, inBody: p.inBody()}
 	if err != nil {
 		o.err = err.Error()
 	}
@@ -82,16 +90,20 @@ func remap(ref outcome, ends []int) outcome {
 	if out.readies > 0 {
 		out.readyAt = piece(ref.readyAt)
 	}
-	out.recs = nil
-	for _, r := range ref.recs {
-		out.recs = append(out.recs, receipt{id: r.id, at: piece(r.at)})
+	at := func(recs []receipt) []receipt {
+		var out []receipt
+		for _, r := range recs {
+			out = append(out, receipt{id: r.id, at: piece(r.at)})
+		}
+		return out
 	}
+	out.recs, out.backlog = at(ref.recs), at(ref.backlog)
 	return out
 }
 
 func sameOutcome(a, b outcome) bool {
 	return a.readies == b.readies && a.readyAt == b.readyAt && a.err == b.err &&
-		a.inBody == b.inBody && slices.Equal(a.recs, b.recs)
+		a.inBody == b.inBody && slices.Equal(a.recs, b.recs) && slices.Equal(a.backlog, b.backlog)
 }
 
 // checkSplits parses data whole, a byte at a time, cut in two at every
@@ -155,7 +167,7 @@ func msg(id int, event, text string) string {
 	return s + fmt.Sprintf(`data: {"id":%d,"room":"general","user":"load7","text":%q,"at":"2026-01-01T00:00:00Z"}`, id, text) + "\n\n"
 }
 
-// sseText is what papo sends on a fresh stream: the backlog (not counted:
+// sseText is what papo sends on a fresh stream: the backlog (told apart:
 // before ready), the users event, ready, then live events.
 func sseText() string {
 	var b strings.Builder
@@ -179,13 +191,14 @@ func sseText() string {
 }
 
 func TestParser(t *testing.T) {
-	live := []int64{201, 203, 204, 206}
+	live, backlog := []int64{201, 203, 204, 206}, []int64{101, 102, 103, 104}
 	long := strings.Repeat("x", 200)
 	tests := []struct {
 		name    string
 		input   string
 		bufSize int
-		ids     []int64 // the receipts' ids, in order
+		ids     []int64 // the live receipts' ids, in order
+		backlog []int64 // those before ready
 		ready   bool
 		err     string
 		inBody  bool
@@ -194,7 +207,7 @@ func TestParser(t *testing.T) {
 			name:    "chunked, papo's stream",
 			input:   chunkedHead + chunk(sseText(), 7, 100, 1, 33, 250),
 			bufSize: 16 << 10,
-			ids:     live, ready: true, err: errEndOfBody.Error(), inBody: true,
+			ids:     live, backlog: backlog, ready: true, err: errEndOfBody.Error(), inBody: true,
 		},
 		{
 			name:    "chunked, one event per chunk",
@@ -206,13 +219,13 @@ func TestParser(t *testing.T) {
 			name:    "identity body, HTTP/1.0",
 			input:   "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + sseText(),
 			bufSize: 16 << 10,
-			ids:     live, ready: true, inBody: true,
+			ids:     live, backlog: backlog, ready: true, inBody: true,
 		},
 		{
 			name:    "CRLF lines",
 			input:   "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n" + chunk(strings.ReplaceAll(sseText(), "\n", "\r\n"), 50, 3),
 			bufSize: 16 << 10,
-			ids:     live, ready: true, err: errEndOfBody.Error(), inBody: true,
+			ids:     live, backlog: backlog, ready: true, err: errEndOfBody.Error(), inBody: true,
 		},
 		{
 			name: "a line longer than the buffer is skipped",
@@ -238,10 +251,10 @@ func TestParser(t *testing.T) {
 			ids:     []int64{5, 6}, ready: true, err: errEndOfBody.Error(), inBody: true,
 		},
 		{
-			name:    "no ready, no deliveries",
+			name:    "no ready: the backlog alone",
 			input:   "HTTP/1.1 200 OK\r\n\r\n" + msg(1, "message", "a") + "event: ready\n\n" + msg(2, "message", "b"),
 			bufSize: 512,
-			inBody:  true,
+			backlog: []int64{1, 2}, inBody: true,
 		},
 		{
 			name:    "not 200",
@@ -277,12 +290,11 @@ func TestParser(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := checkSplits(t, []byte(tc.input), tc.bufSize)
-			var ids []int64
-			for _, r := range got.recs {
-				ids = append(ids, r.id)
+			if ids := idsOf(got.recs); !slices.Equal(ids, tc.ids) {
+				t.Errorf("live ids %v, want %v", ids, tc.ids)
 			}
-			if !slices.Equal(ids, tc.ids) {
-				t.Errorf("ids %v, want %v", ids, tc.ids)
+			if ids := idsOf(got.backlog); !slices.Equal(ids, tc.backlog) {
+				t.Errorf("backlog ids %v, want %v", ids, tc.backlog)
 			}
 			if ready := got.readies > 0; ready != tc.ready || got.readies > 1 {
 				t.Errorf("ready %d times, want ready %v (once)", got.readies, tc.ready)
@@ -295,6 +307,14 @@ func TestParser(t *testing.T) {
 			}
 		})
 	}
+}
+
+func idsOf(recs []receipt) []int64 {
+	var ids []int64
+	for _, r := range recs {
+		ids = append(ids, r.id)
+	}
+	return ids
 }
 
 // TestParserReceiptTimes checks that each receipt carries the at of the

@@ -60,8 +60,9 @@ type streamSet struct {
 	ready       atomic.Int64
 	failed      atomic.Int64
 	received    atomic.Int64 // message events received after ready
+	replayed    atomic.Int64 // message events of the backlogs, before ready
 	disconnects atomic.Int64 // streams ended by the server after ready
-	record      atomic.Bool  // keep receipts (the measured phase)
+	record      atomic.Bool  // keep receipts (the measured phase), the backlog's too
 	lateSends   atomic.Int64 // requests an epoll loop sent once connect had finished
 	closing     atomic.Bool
 	connMu      sync.Mutex // guards stream.conn
@@ -112,9 +113,11 @@ type streamTarget func(i int) (u *url.URL, room, cursor string, acct account)
 
 // openStreams connects cfg.streams streams, at most cfg.concurrency at a
 // time (the server's listen backlog would drop more), and waits until every
-// one is ready or has failed, or ctx ends.
-func openStreams(ctx context.Context, cfg *config, target streamTarget, capHint int) (*streamSet, time.Duration) {
+// one is ready or has failed, or ctx ends. With record set, the streams
+// keep their receipts from the first, backlog included.
+func openStreams(ctx context.Context, cfg *config, target streamTarget, capHint int, record bool) (*streamSet, time.Duration) {
 	set := &streamSet{cfg: cfg, streams: make([]*stream, cfg.streams), capHint: capHint}
+	set.record.Store(record)
 	if cfg.readyTimeout == 0 {
 		cfg.readyTimeout = defaultReadyTimeout
 	}
@@ -244,9 +247,14 @@ func (st *stream) ready(at int64) {
 	st.release(true)
 }
 
-// message is the parser telling of a delivery, received at at.
-func (st *stream) message(id, at int64) {
-	st.set.received.Add(1)
+// message is the parser telling of a delivery, received at at. Only live
+// ones count as received; the backlog is kept too while recording.
+func (st *stream) message(id, at int64, live bool) {
+	if live {
+		st.set.received.Add(1)
+	} else {
+		st.set.replayed.Add(1)
+	}
 	if st.set.record.Load() {
 		st.recs = append(st.recs, receipt{id: id, at: at})
 	}

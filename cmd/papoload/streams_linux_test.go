@@ -111,7 +111,7 @@ func TestStreamsAgainstServer(t *testing.T) {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				set, _ := openStreams(ctx, cfg, target, count+8)
+				set, _ := openStreams(ctx, cfg, target, count+8, false)
 				if _, isEpoll := set.reader.(*epollReader); isEpoll != rd.epoll {
 					t.Fatalf("reader %T", set.reader)
 				}
@@ -241,7 +241,7 @@ func TestStreamsToAClosedPort(t *testing.T) {
 			target := func(int) (*url.URL, string, string, account) { return u, "general", "", account{Cookie: "c=x"} }
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			set, _ := openStreams(ctx, cfg, target, 0)
+			set, _ := openStreams(ctx, cfg, target, 0, false)
 			set.closeAll()
 			if set.ready.Load() != 0 || set.failed.Load() != 6 {
 				t.Errorf("%d ready, %d failed; want 0, 6", set.ready.Load(), set.failed.Load())
@@ -307,7 +307,7 @@ func TestOpenerSendsOnceConnected(t *testing.T) {
 	// when every stream is ready.
 	opened := time.AfterFunc(200*time.Millisecond, func() { close(gate.open) })
 	defer opened.Stop()
-	set, _ := openStreams(ctx, cfg, target, 8)
+	set, _ := openStreams(ctx, cfg, target, 8, false)
 	defer set.closeAll()
 	if set.ready.Load() != streams {
 		t.Fatalf("%d ready, want %d; errors %q", set.ready.Load(), streams, set.firstErrors(5))
