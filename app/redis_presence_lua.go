@@ -40,10 +40,22 @@ local function split(f)
   return string.sub(f, 1, i - 1), string.sub(f, i + 1)
 end
 
+-- instances lists the instances once a call: a batch settles hundreds of
+-- pairs, and the set changes inside a call only where forget_instances
+-- says so.
+local instances_seen
+local function instances()
+  if not instances_seen then
+    instances_seen = redis.call('SMEMBERS', P .. 'instances')
+  end
+  return instances_seen
+end
+local function forget_instances() instances_seen = nil end
+
 -- total counts the open streams of f ("room\nuid") over every instance.
 local function total(f)
   local n = 0
-  for _, inst in ipairs(redis.call('SMEMBERS', P .. 'instances')) do
+  for _, inst in ipairs(instances()) do
     local c = redis.call('HGET', P .. 'streams:' .. inst, f)
     if c then n = n + tonumber(c) end
   end
@@ -95,8 +107,9 @@ local rooms, seen = {}, {}
 for i = 5, #ARGV, 5 do
   local room, uid, name, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local f = room .. '\n' .. uid
-  redis.call('HSET', P .. 'names', uid, name)
   if count > 0 then
+    -- the name a join is announced with (a close joins no one)
+    redis.call('HSET', P .. 'names', uid, name)
     redis.call('HSET', key, f, count)
   else
     redis.call('HDEL', key, f)
@@ -229,6 +242,7 @@ local function reap(inst)
   local fields = redis.call('HKEYS', key)
   redis.call('DEL', key, P .. 'alive:' .. inst)
   redis.call('SREM', P .. 'instances', inst)
+  forget_instances()
   for _, f in ipairs(fields) do settle(f, deadline) end
   table.insert(reaped, inst)
 end
