@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -323,5 +324,55 @@ func TestOpenerSendsOnceConnected(t *testing.T) {
 	}
 	if got := set.received.Load(); got != streams*5 {
 		t.Errorf("received %d, want %d", got, streams*5)
+	}
+}
+
+// Streams opened to record (the reconnect scenario's second set) keep
+// their backlog's receipts as well as the live ones, and count only the
+// live ones as received, with either reader.
+func TestStreamsOpenedToRecordKeepTheirBacklog(t *testing.T) {
+	const streams, count = 6, 5
+	for _, rd := range []struct {
+		name string
+		make func(*streamSet) streamReader
+	}{
+		{"epoll loops", newStreamReader},
+		{"goroutine per stream", func(*streamSet) streamReader { return goroutineReader{} }},
+	} {
+		t.Run(rd.name, func(t *testing.T) {
+			live, quit := make(chan struct{}), make(chan struct{})
+			close(live)
+			srv := httptest.NewServer(sseHandler(http.StatusOK, count, live, quit, false, false))
+			t.Cleanup(srv.Close)
+			t.Cleanup(func() { close(quit) })
+			u, err := url.Parse(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := &config{streams: streams, concurrency: streams, sources: []net.IP{net.IPv4(127, 0, 0, 1)}, bufSize: 16 << 10,
+				readyTimeout: 5 * time.Second, newReader: rd.make}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			set, _ := openStreams(ctx, cfg, func(int) (*url.URL, string, string, account) {
+				return u, "general", "7", account{Cookie: "papo_session=x"}
+			}, count+8, true)
+			deadline := time.Now().Add(10 * time.Second)
+			for set.received.Load() < streams*count && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			set.closeAll()
+			if got, want := set.received.Load(), int64(streams*count); got != want {
+				t.Errorf("received %d, want %d (the live messages alone)", got, want)
+			}
+			if got, want := set.replayed.Load(), int64(streams*3); got != want {
+				t.Errorf("replayed %d, want %d", got, want)
+			}
+			want := []int64{1, 2, 3, 1001, 1002, 1003, 1004, 1005}
+			for _, st := range set.streams {
+				if got := idsOf(st.recs); !slices.Equal(got, want) {
+					t.Errorf("stream %d kept %v, want %v", st.idx, got, want)
+				}
+			}
+		})
 	}
 }
