@@ -105,8 +105,8 @@ func runReconnect(ctx context.Context, cfg *config) error {
 	for _, ids := range want {
 		stored += len(ids)
 	}
-	fmt.Printf("across the drop: %d of %d clients got every message once and in order (%d stored over the run): %d missing, %d repeated, %d out of order\n",
-		whole, clients, stored, missing, repeated, disordered)
+	fmt.Printf("across the drop: %d of %d clients got every message once and in order (%d of %d posts stored over the run, %d sent >10 ms late): %d missing, %d repeated, %d out of order\n",
+		whole, clients, stored, len(run.posts), run.late, missing, repeated, disordered)
 
 	// The messages answered while the streams were down reach the clients
 	// in their backlogs: how late, and how the posts fared meanwhile.
