@@ -171,9 +171,13 @@ func newOrigin() string {
 	return hex.EncodeToString(b)
 }
 
-// Ready reports whether the database and the broker answer.
+// Ready reports whether the database answers and takes writes, and
+// whether the broker answers.
 func (a *App) Ready(ctx context.Context) error {
 	if err := a.store.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if err := a.writer.Writable(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	if err := a.Broker.Ping(ctx); err != nil {

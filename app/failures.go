@@ -30,6 +30,13 @@ func (f *failureStreak) fail(n int) bool {
 	return true
 }
 
+// failing reports whether a streak is under way.
+func (f *failureStreak) failing() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.since.IsZero()
+}
+
 // succeed ends a streak: it reports how many failures it held, what they
 // carried, and how long it lasted (rounded for a log); ok is false when
 // there was none.

@@ -40,6 +40,16 @@ func (s *flakyStore) InsertMessages(_ context.Context, msgs []*models.Message) e
 	return nil
 }
 
+// ProbeWrite fails while commits would.
+func (s *flakyStore) ProbeWrite(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fails > 0 {
+		return s.err
+	}
+	return nil
+}
+
 func (s *flakyStore) LastMessageID(context.Context) (int64, error) {
 	s.polls.Add(1)
 	if s.pollFail.Load() > 0 {

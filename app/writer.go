@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -14,6 +15,9 @@ import (
 // MessageStore is where the writer commits batches.
 type MessageStore interface {
 	InsertMessages(ctx context.Context, msgs []*models.Message) error
+	// ProbeWrite commits a write of its own that no user sees: it fails
+	// where a batch would (a full disk, a read-only file or server).
+	ProbeWrite(ctx context.Context) error
 }
 
 // maxBatch bounds one transaction; larger bursts take several.
@@ -208,6 +212,23 @@ func (w *Writer) commit(batch []*writeReq) {
 	// The broker may be down: the messages are stored and local streams
 	// have them; other instances will fill the gap from the database.
 	w.notePublish(len(envs), w.hub.publishRemote(ctx, envs))
+}
+
+// Writable reports whether the database takes writes. While commits
+// succeed it trusts them; once one has failed, until storing works again,
+// it asks the database with a write of its own. A database can answer a
+// ping and still refuse every write (a full disk, a read-only file, a
+// server demoted to a read-only replica), and an instance reported not
+// ready may be sent no post to learn from that it is back.
+func (w *Writer) Writable(ctx context.Context) error {
+	if !w.storeFailures.failing() {
+		return nil
+	}
+	if err := w.store.ProbeWrite(ctx); err != nil {
+		return fmt.Errorf("storing messages fails: %w", err)
+	}
+	w.noteStore(0, nil)
+	return nil
 }
 
 // outcomeUnknown is the answer to a batch whose commit went unconfirmed

@@ -254,6 +254,84 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 }
 
+// TestDatabaseGoneReadOnly: MariaDB keeps answering but refuses every
+// write, as a primary demoted to a read-only replica does. Posts answer
+// 503 with nothing stored, and /readyz says 503 and why, though the
+// database answers a ping; once it takes writes again, /readyz finds out
+// by itself, before any post, and posting works.
+func TestDatabaseGoneReadOnly(t *testing.T) {
+	db := startMariaDB(t)
+	// Privileges on, so that read_only binds papo's account (never root).
+	db.exec(t, "FLUSH PRIVILEGES")
+	db.exec(t, "CREATE DATABASE papo CHARACTER SET utf8mb4")
+	db.exec(t, "CREATE USER 'papo'@'%' IDENTIFIED BY 'papo-secret'")
+	db.exec(t, "GRANT ALL ON papo.* TO 'papo'@'%'")
+	srv := StartServer(t, "DATABASE_URL=mysql://papo:papo-secret@127.0.0.1:"+db.port+"/papo")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ana := client.New(srv.URL, nil)
+	if _, err := ana.Register(ctx, "ana", "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ana.Post(ctx, "general", "before"); err != nil {
+		t.Fatal(err)
+	}
+	readyz := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+
+	db.exec(t, "SET GLOBAL read_only = 1")
+	t.Cleanup(func() { db.exec(t, "SET GLOBAL read_only = 0") })
+	_, err := ana.Post(ctx, "general", "refused")
+	var apiErr *client.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != 503 {
+		t.Fatalf("post to a read-only database: %v, want 503", err)
+	}
+	if code, body := readyz(); code != 503 || !strings.Contains(body, "read-only") {
+		t.Fatalf("/readyz with a read-only database: %d %s, want 503 naming read-only", code, body)
+	}
+
+	db.exec(t, "SET GLOBAL read_only = 0")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := readyz()
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz once the database takes writes again: %d %s, want 200", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res, err := ana.Post(ctx, "general", "after")
+	if err != nil {
+		t.Fatalf("post once the database takes writes again: %v", err)
+	}
+	history, err := ana.History(ctx, "general", 0, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for i, m := range history {
+		if m.Kind == "user" {
+			texts = append(texts, m.Message)
+		}
+		if i > 0 && m.ID != history[i-1].ID+1 {
+			t.Fatalf("ids jump from %d to %d", history[i-1].ID, m.ID)
+		}
+	}
+	if got := strings.Join(texts, ","); got != "before,after" || history[len(history)-1].ID != res.Message.ID {
+		t.Fatalf("history: %s ending at id %d, want before,after ending at %d", got, history[len(history)-1].ID, res.Message.ID)
+	}
+}
+
 // TestKillLosesNoAnsweredMessage: papo is killed with -9 while four users
 // post; every message that was answered 201 is there after a restart.
 func TestKillLosesNoAnsweredMessage(t *testing.T) {

@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -43,6 +44,12 @@ func (s *Store) PutSetting(ctx context.Context, name, value string) error {
 		return fmt.Errorf("storing setting %s: %w", name, err)
 	}
 	return nil
+}
+
+// ProbeWrite stores the time under the setting write_probe: a commit that
+// no user sees, made to learn whether the database takes writes at all.
+func (s *Store) ProbeWrite(ctx context.Context) error {
+	return s.PutSetting(ctx, "write_probe", time.Now().UTC().Format(time.RFC3339Nano))
 }
 
 // TakeSetting returns the value stored under name and deletes it, so that

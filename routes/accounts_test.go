@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -371,6 +372,82 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 	if _, err := c.Post(ctxT(t), "general", "hello"); status(err) != 503 {
 		t.Fatalf("post with the database closed: %v, want 503", err)
+	}
+}
+
+// A database that answers pings but refuses writes (here SQLite told to
+// take none; in production a full disk, a file gone read-only, or a
+// MariaDB demoted to a read-only replica) makes the instance not ready:
+// posts answer 503 with nothing stored, and /readyz says why. Once the
+// database takes writes again, /readyz says so by itself, with no post
+// needed to find out, and posting works.
+func TestReadinessFollowsWrites(t *testing.T) {
+	store := storeSQLite(t)
+	s := newTestServer(t, store)
+	c := s.user(t, "ines")
+	if _, err := c.Post(ctxT(t), "general", "before"); err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, err := store.DB().DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One connection, so the pragma holds for every statement.
+	sqlDB.SetMaxOpenConns(1)
+	queryOnly := func(on int) {
+		t.Helper()
+		if _, err := sqlDB.Exec(fmt.Sprintf("PRAGMA query_only = %d", on)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readyz := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get(s.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Error struct{ Code, Message string }
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Error.Code + ": " + body.Error.Message
+	}
+
+	queryOnly(1)
+	if code, _ := readyz(); code != 200 {
+		t.Fatalf("/readyz before any write failed: %d, want 200 (no write has been refused yet)", code)
+	}
+	if _, err := c.Post(ctxT(t), "general", "refused"); status(err) != 503 {
+		t.Fatalf("post while writes fail: %v, want 503", err)
+	}
+	code, why := readyz()
+	if code != 503 || !strings.Contains(why, "not_ready") || !strings.Contains(why, "readonly") {
+		t.Fatalf("/readyz while writes fail: %d %q, want 503 not_ready naming the refusal", code, why)
+	}
+	if code, _ := readyz(); code != 503 {
+		t.Fatalf("/readyz asked again while writes fail: %d, want 503", code)
+	}
+
+	queryOnly(0)
+	if code, why := readyz(); code != 200 {
+		t.Fatalf("/readyz once writes work again, before any post: %d %q, want 200", code, why)
+	}
+	if _, err := c.Post(ctxT(t), "general", "after"); err != nil {
+		t.Fatalf("post once writes work again: %v", err)
+	}
+	history, err := c.History(ctxT(t), "general", 0, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, m := range history {
+		if m.Kind == "user" {
+			texts = append(texts, m.Message)
+		}
+	}
+	if got := strings.Join(texts, ","); got != "before,after" {
+		t.Fatalf("stored messages: %s, want before,after (nothing of the refused post)", got)
 	}
 }
 
