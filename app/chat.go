@@ -358,24 +358,19 @@ func (s *Stream) Next(ctx context.Context) ([]*Frame, error) {
 // for holding too much.
 func (s *Stream) hold() bool {
 	r := s.replay
-	frames := s.Sub.Frames()
-	for {
-		select {
-		case f := <-frames:
-			if f == pingFrame || (f.ID != 0 && f.ID <= r.after) {
-				continue // a heartbeat (the replay is traffic), or sent
-			}
-			r.held = append(r.held, f)
-			if len(r.held) > replayHeldMax {
-				s.chat.hub.dropAll([]*Subscriber{s.Sub})
-				r.held = nil
-				return false
-			}
-			continue
-		default:
+	var scratch [16]*Frame
+	for _, f := range s.Sub.Take(scratch[:0]) {
+		if f == pingFrame || (f.ID != 0 && f.ID <= r.after) {
+			continue // a heartbeat (the replay is traffic), or sent
 		}
-		return !s.Sub.Ended()
+		r.held = append(r.held, f)
+		if len(r.held) > replayHeldMax {
+			s.chat.hub.dropAll([]*Subscriber{s.Sub})
+			r.held = nil
+			return false
+		}
 	}
+	return !s.Sub.Ended()
 }
 
 // dropHeld forgets held message frames that the replay has now read from

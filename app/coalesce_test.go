@@ -27,13 +27,11 @@ func frameIDs(f *Frame) []int64 {
 
 func nextFrame(t *testing.T, sub *Subscriber) *Frame {
 	t.Helper()
-	select {
-	case f := <-sub.Frames():
-		return f
-	case <-time.After(5 * time.Second):
+	f := frameWithin(sub, 5*time.Second)
+	if f == nil {
 		t.Fatal("no frame")
-		return nil
 	}
+	return f
 }
 
 func TestCoalescedMessagesKeepOrderAndAllArrive(t *testing.T) {

@@ -129,9 +129,10 @@ const DefaultCoalesce = 150 * time.Millisecond
 // NewHub builds a hub; Start runs it.
 func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger, opts HubOptions) *Hub {
 	if opts.QueueSize <= 0 {
-		// Each slot costs every idle stream 8 bytes; 128 frames is seconds
-		// of a busy room (its messages come coalesced, see Coalesce), and
-		// a stream dropped for falling behind resumes from its cursor.
+		// 128 frames is seconds of a busy room (its messages come
+		// coalesced, see Coalesce), and a stream dropped for falling
+		// behind resumes from its cursor. The queue grows to the bound
+		// only while frames wait (frameQueue).
 		opts.QueueSize = 128
 	}
 	if opts.Heartbeat <= 0 {
@@ -514,7 +515,7 @@ func (h *Hub) Subscribe(room string, user UserRef, session string) (*Subscriber,
 		Room:    room,
 		User:    user,
 		Session: session,
-		queue:   make(chan *Frame, h.opts.QueueSize),
+		bound:   h.opts.QueueSize,
 		done:    make(chan struct{}),
 	}
 	h.mu.Lock()
@@ -775,7 +776,8 @@ type Subscriber struct {
 	Session string
 
 	seq    uint64 // its place among the hub's subscribers, oldest first
-	queue  chan *Frame
+	queue  frameQueue
+	bound  int // frames queued at most: one more drops the subscriber
 	done   chan struct{}
 	once   sync.Once
 	reason atomic.Int32
@@ -808,8 +810,12 @@ func (s *Subscriber) Ended() bool {
 	}
 }
 
-// Frames is the subscriber's queue.
-func (s *Subscriber) Frames() <-chan *Frame { return s.queue }
+// Take appends the frames queued to dst, oldest first, and empties the
+// queue. OnReady says when there are more.
+func (s *Subscriber) Take(dst []*Frame) []*Frame { return s.queue.take(dst) }
+
+// Waiting reports whether frames are queued.
+func (s *Subscriber) Waiting() bool { return s.queue.waiting() }
 
 // Done is closed when the hub ends the subscription.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
@@ -823,13 +829,11 @@ func (s *Subscriber) offer(f *Frame) bool {
 		return true // already ending; nothing to drop
 	default:
 	}
-	select {
-	case s.queue <- f:
-		s.notify()
-		return true
-	default:
+	if !s.queue.push(f, s.bound) {
 		return false
 	}
+	s.notify()
+	return true
 }
 
 func (s *Subscriber) close(r CloseReason) {

@@ -258,15 +258,10 @@ func TestQuietRoomStreamsMissNothingWhileMessagesFlow(t *testing.T) {
 		if len(o.got) > 0 {
 			last = o.got[len(o.got)-1]
 		}
-		for drained := false; !drained; {
-			select {
-			case fr := <-o.sub.Frames():
-				if fr.ID > last {
-					o.got = append(o.got, fr.ID)
-					last = fr.ID
-				}
-			default:
-				drained = true
+		for _, fr := range o.sub.Take(nil) {
+			if fr.ID > last {
+				o.got = append(o.got, fr.ID)
+				last = fr.ID
 			}
 		}
 		v := models.Visibility{Room: "attic", UserID: f.users[o.reader].ID}

@@ -330,38 +330,28 @@ func (s *detachedStream) finishWrite(b []byte, from int, bp *[]byte) {
 }
 
 func (s *detachedStream) hasWork() bool {
-	return len(s.sub.Frames()) > 0 || s.sub.Ended()
+	return s.sub.Waiting() || s.sub.Ended()
 }
 
 // collect takes every frame queued, as one chunk in a pooled buffer; nil
 // when there is nothing to write.
 func (s *detachedStream) collect() (*[]byte, []byte) {
-	frames := s.sub.Frames()
-	var (
-		bp    *[]byte
-		b     []byte
-		start int
-	)
-	for {
-		select {
-		case f := <-frames:
-			if bp == nil {
-				bp = s.owner.bufs.Get().(*[]byte)
-				b = s.beginChunk((*bp)[:0])
-				start = len(b)
-			}
-			b = appendFrame(b, f, &s.last)
-		default:
-			if bp == nil {
-				return nil, nil
-			}
-			if len(b) == start { // only duplicates of the backlog
-				s.recycle(bp, b)
-				return nil, nil
-			}
-			return bp, s.endChunk(b, 0)
-		}
+	var scratch [16]*app.Frame
+	frames := s.sub.Take(scratch[:0])
+	if len(frames) == 0 {
+		return nil, nil
 	}
+	bp := s.owner.bufs.Get().(*[]byte)
+	b := s.beginChunk((*bp)[:0])
+	start := len(b)
+	for _, f := range frames {
+		b = appendFrame(b, f, &s.last)
+	}
+	if len(b) == start { // only duplicates of the backlog
+		s.recycle(bp, b)
+		return nil, nil
+	}
+	return bp, s.endChunk(b, 0)
 }
 
 func (s *detachedStream) recycle(bp *[]byte, b []byte) {

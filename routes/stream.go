@@ -157,31 +157,32 @@ func (h *streamHandlers) writeOpening(ctx context.Context, st *app.Stream, out *
 // stream's cursor last, which the opening already sent.
 func (h *streamHandlers) pump(ctx context.Context, st *app.Stream, out *sseWriter, last int64) {
 	sub := st.Sub
-	frames := sub.Frames()
-	stopping := h.app.Hub.Stopping()
-	send := func(f *app.Frame) {
-		var b []byte
-		b, last = f.Since(last)
-		if len(b) > 0 {
-			out.write(b)
+	queued := make(chan struct{}, 1)
+	sub.OnReady(func() {
+		select {
+		case queued <- struct{}{}:
+		default:
 		}
-	}
+	})
+	stopping := h.app.Hub.Stopping()
+	var frames []*app.Frame
 	for {
 		select {
-		case f := <-frames:
+		case <-queued:
+			if frames = sub.Take(frames[:0]); len(frames) == 0 {
+				continue // the subscription ended: Done says so
+			}
 			// A client that cannot take a batch within the timeout is too
 			// slow to keep (see streamWriteTimeout).
 			_ = out.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-			send(f)
-		drain:
-			for {
-				select {
-				case f = <-frames:
-					send(f)
-				default:
-					break drain
+			for _, f := range frames {
+				var b []byte
+				b, last = f.Since(last)
+				if len(b) > 0 {
+					out.write(b)
 				}
 			}
+			clear(frames)
 			if err := out.flush(); err != nil {
 				return
 			}

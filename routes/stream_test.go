@@ -359,6 +359,14 @@ func TestCursorEdgeCases(t *testing.T) {
 		}
 		last = res.Message.ID
 	}
+	// A post is answered once stored; the hub takes it into its recent
+	// ring a moment later, and a stream opened in between gets it live,
+	// after ready, rather than in its backlog. This test counts backlogs.
+	for deadline := time.Now().Add(5 * time.Second); s.App.Hub.LastDispatched() < last; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hub never dispatched message %d", last)
+		}
+	}
 	cases := []struct {
 		cursor string
 		resume string
