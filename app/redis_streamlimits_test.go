@@ -2,9 +2,13 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestRedisStreamCapsAreClusterWide: two instances share the caps; an
@@ -69,7 +73,7 @@ func TestRedisStreamCapsAreClusterWide(t *testing.T) {
 
 	// An instance that stops renewing (as one killed would) loses its
 	// slots within the TTL: user 1 held one on a, and a is now gone.
-	a.Close()
+	a.stopRenewal()
 	eventually(t, 5*ttl, "the dead instance's slots to lapse", func() bool {
 		release, err := b.Acquire(ctx, 1, "10.0.0.5")
 		if err != nil {
@@ -144,12 +148,40 @@ func TestRedisStreamSlotsOfAStormInOneCall(t *testing.T) {
 			t.Errorf("stream %d (user %d from %s): taken %v, want %v (%v)", i, a.user, a.addr, taken, a.taken, got[i])
 		}
 	}
-	s.mu.Lock()
-	held := len(s.held)
-	s.mu.Unlock()
-	if held != 6 {
-		t.Errorf("%d slots held, want 6", held)
+	if held := heldStreams(s); held != 6 {
+		t.Errorf("%d streams held, want 6", held)
 	}
+}
+
+// heldStreams is how many streams s counts as its own.
+func heldStreams(s *RedisStreamLimits) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for f, c := range s.held {
+		if strings.HasPrefix(f, "u:") {
+			n += c
+		}
+	}
+	return n
+}
+
+// redisCounts is the totals and each instance's record, field by field.
+func redisCounts(t *testing.T, rdb *redis.Client, prefix string) map[string]map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, prefix+"streams:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	for _, k := range keys {
+		if rdb.Type(ctx, k).Val() != "hash" {
+			continue
+		}
+		out[strings.TrimPrefix(k, prefix+"streams:")] = rdb.HGetAll(ctx, k).Val()
+	}
+	return out
 }
 
 // TestRedisStreamSlotsOfClosingStreamsGoBackInOneCall: streams that close
@@ -181,24 +213,153 @@ func TestRedisStreamSlotsOfClosingStreamsGoBackInOneCall(t *testing.T) {
 	if n := callsForQueued(t, srv.url, &s.releases, calls); n > 2 {
 		t.Errorf("%d closing streams took %d script calls", len(streams), n)
 	}
-	keys, err := rdb.Keys(ctx, "papotest:streams:*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		if n := rdb.ZCard(ctx, k).Val(); n != 0 {
-			t.Errorf("%s holds %d slots after every stream closed", k, n)
+	for key, fields := range redisCounts(t, rdb, "papotest:") {
+		if len(fields) != 0 {
+			t.Errorf("%s still counts %v after every stream closed", key, fields)
 		}
 	}
-	s.mu.Lock()
-	held := len(s.held)
-	s.mu.Unlock()
-	if held != 0 {
-		t.Errorf("%d slots still renewed after every stream closed", held)
+	if held := heldStreams(s); held != 0 {
+		t.Errorf("%d streams still held after every stream closed", held)
 	}
 	for i := range 3 {
 		if _, err := s.Acquire(ctx, 1, "10.0.0."+strconv.Itoa(i+1)); err != nil {
 			t.Errorf("user 1 reconnecting, stream %d: %v", i, err)
 		}
 	}
+}
+
+// Holding streams costs Redis a heartbeat per renewal, however many
+// streams there are: a renewal of an instance holding 300 streams runs as
+// many commands as one holding 3.
+func TestRedisStreamRenewalCostsTheSameForAnyNumberOfStreams(t *testing.T) {
+	srv, rdb := privateRedisClient(t)
+	log, _ := newTestLog(t)
+	ctx := context.Background()
+	perRenewal := func(streams int) int {
+		t.Helper()
+		name := fmt.Sprintf("i%d", streams)
+		s := newRedisStreamLimits(rdb, "papotest:", name, Limits{Enabled: true, StreamsPerUser: 1000, StreamsPerAddress: 1000}, time.Hour, log)
+		t.Cleanup(s.Close)
+		for i := range streams {
+			if _, err := s.Acquire(ctx, int64(i%50), fmt.Sprintf("10.0.%d.%d", i/250, i%250)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := commandCalls(t, srv.url)
+		for range 3 {
+			if err := s.renew(false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return (commandCalls(t, srv.url) - before) / 3
+	}
+	few, many := perRenewal(3), perRenewal(300)
+	if many > few+2 || many > 12 {
+		t.Fatalf("a renewal ran %d commands with 3 streams held and %d with 300: it grows with the streams", few, many)
+	}
+}
+
+// When Redis loses its data, each instance's next renewal finds its
+// heartbeat gone and writes back what it holds: the caps bind again, and
+// nothing is counted twice.
+func TestRedisStreamCountsComeBackAfterRedisLosesThem(t *testing.T) {
+	_, rdb := privateRedisClient(t)
+	log, _ := newTestLog(t)
+	ctx := context.Background()
+	limits := Limits{Enabled: true, StreamsPerUser: 2, StreamsPerAddress: 100}
+	a := newRedisStreamLimits(rdb, "papotest:", "a", limits, time.Hour, log)
+	b := newRedisStreamLimits(rdb, "papotest:", "b", limits, time.Hour, log)
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	if _, err := a.Acquire(ctx, 1, "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	releaseB, err := b.Acquire(ctx, 1, "10.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// b learns of it at its renewal (its tick, here asked for at once);
+	// a at the next stream it counts in, which finds its heartbeat gone.
+	if err := b.renew(false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Acquire(ctx, 2, "10.0.0.5"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"u:1": "2", "u:2": "1", "a:10.0.0.1": "1", "a:10.0.0.2": "1", "a:10.0.0.5": "1"}
+	eventually(t, 5*time.Second, "a to write its streams back", func() bool {
+		return fmt.Sprint(redisCounts(t, rdb, "papotest:")["total"]) == fmt.Sprint(want)
+	})
+	if release, err := a.Acquire(ctx, 1, "10.0.0.3"); err == nil {
+		release()
+		t.Fatal("user 1 took a third stream once the counts were written back")
+	}
+	// A release of a stream counted before the loss and written back
+	// since counts out once.
+	releaseB()
+	releaseB()
+	want = map[string]string{"u:1": "1", "u:2": "1", "a:10.0.0.1": "1", "a:10.0.0.5": "1"}
+	if got := redisCounts(t, rdb, "papotest:")["total"]; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("totals after a release: %v, want %v", got, want)
+	}
+}
+
+// A stopping instance takes its streams out of the totals at once; a
+// killed one's lapse with its heartbeat (TestRedisStreamCapsAreClusterWide).
+func TestRedisStreamCountsOfAStoppedInstanceGoAtOnce(t *testing.T) {
+	_, rdb := privateRedisClient(t)
+	log, _ := newTestLog(t)
+	ctx := context.Background()
+	limits := Limits{Enabled: true, StreamsPerUser: 1, StreamsPerAddress: 100}
+	a := newRedisStreamLimits(rdb, "papotest:", "a", limits, time.Hour, log)
+	b := newRedisStreamLimits(rdb, "papotest:", "b", limits, time.Hour, log)
+	t.Cleanup(b.Close)
+	if _, err := a.Acquire(ctx, 7, "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Acquire(ctx, 7, "10.0.0.2"); err == nil {
+		t.Fatal("user 7 took a second stream with a cap of one")
+	}
+	a.Close()
+	if _, err := b.Acquire(ctx, 7, "10.0.0.2"); err != nil {
+		t.Fatalf("user 7 after the instance holding its stream stopped: %v", err)
+	}
+	for key, fields := range redisCounts(t, rdb, "papotest:") {
+		if strings.HasSuffix(key, ":a") && len(fields) > 0 {
+			t.Fatalf("the stopped instance's record is still there: %s %v", key, fields)
+		}
+	}
+}
+
+// commandCalls is how many commands the Redis at url has run, those of
+// scripts included.
+func commandCalls(t *testing.T, url string) int {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(stats, "calls="), ",")
+		c, err := strconv.Atoi(calls)
+		if err != nil {
+			t.Fatalf("commandstats: %q", line)
+		}
+		n += c
+	}
+	return n
 }
