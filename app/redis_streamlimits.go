@@ -137,7 +137,10 @@ return had
 `)
 
 // syncSlotsScript replaces the instance's record with what it holds.
-// ARGV: P, instance, TTL (ms), then field, count pairs.
+// ARGV: P, instance, TTL (ms), then field, count pairs. A stream counted
+// in between the reading of those pairs and this call is left out until
+// it closes (its release finds nothing to take out): the caps run loose
+// by it, never tight.
 var syncSlotsScript = redis.NewScript(streamCountsLua + `
 beat(tonumber(ARGV[3]))
 local held = P .. 'held:' .. inst
