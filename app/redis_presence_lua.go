@@ -66,13 +66,20 @@ end
 -- is not online joins: settle returns their name. A user online with no
 -- stream left gets a leave due at deadline (unless one is already due);
 -- one with streams again has it cancelled (a reload inside the grace).
-local function settle(f, deadline)
+-- A caller that has just counted a stream of f in says so (counted: no
+-- need to add up the instances), and gives the user's name, which a join
+-- then records; without it a join takes the name recorded before.
+local function settle(f, deadline, name, counted)
   local room, uid = split(f)
   local online = P .. 'online:' .. room
-  if total(f) > 0 then
+  if counted or total(f) > 0 then
     redis.call('ZREM', P .. 'leaving', f)
     if redis.call('HEXISTS', online, uid) == 0 then
-      local name = redis.call('HGET', P .. 'names', uid) or uid
+      if name then
+        redis.call('HSET', P .. 'names', uid, name)
+      else
+        name = redis.call('HGET', P .. 'names', uid) or uid
+      end
       redis.call('HSET', online, uid, name)
       redis.call('SADD', P .. 'rooms', room)
       return name
@@ -108,13 +115,12 @@ for i = 5, #ARGV, 5 do
   local room, uid, name, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local f = room .. '\n' .. uid
   if count > 0 then
-    -- the name a join is announced with (a close joins no one)
-    redis.call('HSET', P .. 'names', uid, name)
     redis.call('HSET', key, f, count)
+    table.insert(out, settle(f, deadline, name, true) or '')
   else
     redis.call('HDEL', key, f)
+    table.insert(out, settle(f, deadline) or '')
   end
-  table.insert(out, settle(f, deadline) or '')
   if ARGV[i + 4] == '1' and not seen[room] then
     seen[room] = true
     table.insert(rooms, room)
