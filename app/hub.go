@@ -516,7 +516,6 @@ func (h *Hub) Subscribe(room string, user UserRef, session string) (*Subscriber,
 		User:    user,
 		Session: session,
 		bound:   h.opts.QueueSize,
-		done:    make(chan struct{}),
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -775,13 +774,19 @@ type Subscriber struct {
 	User    UserRef
 	Session string
 
-	seq    uint64 // its place among the hub's subscribers, oldest first
-	queue  frameQueue
-	bound  int // frames queued at most: one more drops the subscriber
-	done   chan struct{}
-	once   sync.Once
+	seq   uint64 // its place among the hub's subscribers, oldest first
+	queue frameQueue
+	bound int // frames queued at most: one more drops the subscriber
+	ready atomic.Pointer[func()]
+
+	// ended is set, with reason, when the hub ends the subscription.
+	// done is made only for those who wait on Done (a stream with a
+	// goroutine of its own); a detached stream looks at Ended, and an
+	// idle one should not hold a channel for nothing.
+	mu     sync.Mutex
+	ended  atomic.Bool
 	reason atomic.Int32
-	ready  atomic.Pointer[func()]
+	done   chan struct{}
 }
 
 // OnReady sets f to be called each time a frame is queued to s and once
@@ -801,14 +806,7 @@ func (s *Subscriber) notify() {
 }
 
 // Ended reports whether the hub has ended the subscription.
-func (s *Subscriber) Ended() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Subscriber) Ended() bool { return s.ended.Load() }
 
 // Take appends the frames queued to dst, oldest first, and empties the
 // queue. OnReady says when there are more.
@@ -818,16 +816,24 @@ func (s *Subscriber) Take(dst []*Frame) []*Frame { return s.queue.take(dst) }
 func (s *Subscriber) Waiting() bool { return s.queue.waiting() }
 
 // Done is closed when the hub ends the subscription.
-func (s *Subscriber) Done() <-chan struct{} { return s.done }
+func (s *Subscriber) Done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		s.done = make(chan struct{})
+		if s.ended.Load() {
+			close(s.done)
+		}
+	}
+	return s.done
+}
 
 // Reason says why Done was closed.
 func (s *Subscriber) Reason() CloseReason { return CloseReason(s.reason.Load()) }
 
 func (s *Subscriber) offer(f *Frame) bool {
-	select {
-	case <-s.done:
+	if s.ended.Load() {
 		return true // already ending; nothing to drop
-	default:
 	}
 	if !s.queue.push(f, s.bound) {
 		return false
@@ -837,9 +843,16 @@ func (s *Subscriber) offer(f *Frame) bool {
 }
 
 func (s *Subscriber) close(r CloseReason) {
-	s.once.Do(func() {
-		s.reason.Store(int32(r))
+	s.mu.Lock()
+	if s.ended.Load() {
+		s.mu.Unlock()
+		return
+	}
+	s.reason.Store(int32(r))
+	s.ended.Store(true)
+	if s.done != nil {
 		close(s.done)
-		s.notify()
-	})
+	}
+	s.mu.Unlock()
+	s.notify()
 }

@@ -296,3 +296,36 @@ func BenchmarkFanout(b *testing.B) {
 		})
 	}
 }
+
+// Done is closed when the subscription ends, whether it was asked for
+// before the end (a stream waiting on it) or after; the reason is there
+// by then, and a second end changes nothing.
+func TestSubscriberDoneBeforeAndAfterItEnds(t *testing.T) {
+	store := modelstest.Open(t, models.SQLite)
+	h := startHub(t, store, LocalBroker{}, HubOptions{})
+	early, _ := h.Subscribe("general", UserRef{ID: 1, Name: "a"}, "s")
+	late, _ := h.Subscribe("general", UserRef{ID: 2, Name: "b"}, "s")
+	waiting := early.Done()
+	select {
+	case <-waiting:
+		t.Fatal("Done closed before the end")
+	default:
+	}
+	early.close(CloseSlow)
+	late.close(CloseLoggedOut)
+	early.close(CloseUnsubscribed)
+	for _, c := range []struct {
+		sub  *Subscriber
+		done <-chan struct{}
+		want CloseReason
+	}{{early, waiting, CloseSlow}, {late, late.Done(), CloseLoggedOut}} {
+		select {
+		case <-c.done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Done not closed after the end")
+		}
+		if !c.sub.Ended() || c.sub.Reason() != c.want {
+			t.Fatalf("ended %v, reason %v; want true, %v", c.sub.Ended(), c.sub.Reason(), c.want)
+		}
+	}
+}
