@@ -16,6 +16,13 @@ import (
 // scriptCalls is how many scripts the Redis at url has run.
 func scriptCalls(t *testing.T, url string) int {
 	t.Helper()
+	return commandCalls(t, url, func(name string) bool { return name == "eval" || name == "evalsha" })
+}
+
+// commandCalls is how many commands the Redis at url has run whose name
+// counted says to count, those run by scripts included.
+func commandCalls(t *testing.T, url string, counted func(name string) bool) int {
+	t.Helper()
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +36,8 @@ func scriptCalls(t *testing.T, url string) int {
 	n := 0
 	for _, line := range strings.Split(info, "\n") {
 		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || (name != "cmdstat_eval" && name != "cmdstat_evalsha") {
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd || !counted(name) {
 			continue
 		}
 		calls, _, _ := strings.Cut(strings.TrimPrefix(stats, "calls="), ",")
