@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -83,7 +84,11 @@ func (a *Announcer) announce() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	verdicts := make([]<-chan error, 0, len(changes))
+	type pending struct {
+		change  PresenceChange
+		verdict <-chan error
+	}
+	verdicts := make([]pending, 0, len(changes))
 	rooms := map[string]bool{}
 	for _, c := range changes {
 		rooms[c.Room] = true
@@ -92,11 +97,18 @@ func (a *Announcer) announce() {
 			a.log.Error("presence: announcing", "room", c.Room, "user", c.User.Name, "joined", c.Joined, "err", err)
 			continue
 		}
-		verdicts = append(verdicts, errc)
+		verdicts = append(verdicts, pending{c, errc})
 	}
-	for _, errc := range verdicts {
-		if err := <-errc; err != nil {
-			a.log.Error("presence: storing a join or leave message", "err", err)
+	for _, p := range verdicts {
+		switch err := <-p.verdict; {
+		case errors.Is(err, errSuperseded):
+			// Another instance stored the decision that followed this
+			// one first: the room's history ends as presence does.
+			a.log.Info("presence: not stored, superseded by a later decision stored first",
+				"room", p.change.Room, "user", p.change.User.Name, "joined", p.change.Joined)
+		case err != nil:
+			a.log.Error("presence: storing a join or leave message",
+				"room", p.change.Room, "user", p.change.User.Name, "joined", p.change.Joined, "err", err)
 		}
 	}
 	for room := range rooms {
@@ -112,17 +124,32 @@ type UsersEvent struct {
 	Users []string `json:"users"`
 }
 
+// stampedOnline is a presence manager shared by several instances: it
+// tells when, in the order of its decisions, an online list was read.
+type stampedOnline interface {
+	OnlineStamped(ctx context.Context, room string) ([]string, int64, error)
+}
+
 // PublishUsers sends the room's online list to its streams everywhere.
 func PublishUsers(ctx context.Context, hub *Hub, presence PresenceManager, room string) error {
-	users, err := presence.Online(ctx, room)
+	var (
+		users []string
+		stamp int64
+		err   error
+	)
+	if sp, ok := presence.(stampedOnline); ok {
+		users, stamp, err = sp.OnlineStamped(ctx, room)
+	} else {
+		users, err = presence.Online(ctx, room)
+	}
 	if err != nil {
 		return err
 	}
-	return hub.PublishEvent(ctx, Envelope{Type: EventUsers, Room: room}, UsersEvent{Room: room, Users: users})
+	return hub.PublishEvent(ctx, Envelope{Type: EventUsers, Room: room, Stamp: stamp}, UsersEvent{Room: room, Users: users})
 }
 
 func systemMessage(c PresenceChange) *models.Message {
-	m := &models.Message{Room: c.Room, Kind: models.KindSystem, UserID: c.User.ID, Username: c.User.Name}
+	m := &models.Message{Room: c.Room, Kind: models.KindSystem, UserID: c.User.ID, Username: c.User.Name, PresenceStamp: c.Stamp}
 	if c.Joined {
 		m.Event = models.EventJoin
 		m.Body = fmt.Sprintf("%s joined the chat", c.User.Name)

@@ -62,6 +62,7 @@ type Envelope struct {
 	To      int64           `json:"to,omitempty"` // message: the private recipient's id
 	User    int64           `json:"u,omitempty"`  // reply: the target; typing: the typist (excluded); session_end: the owner
 	Session string          `json:"s,omitempty"`  // session_end: the session whose streams close
+	Stamp   int64           `json:"st,omitempty"` // users: when the list was read, in presence's order (see Hub.newerUsers)
 	Data    json.RawMessage `json:"d,omitempty"`
 }
 

@@ -92,6 +92,10 @@ type Hub struct {
 	held      map[string]*heldBatch
 	lastOffer map[string]time.Time
 
+	// usersStamps holds, per room, the stamp of the newest online list
+	// dispatched (see Envelope.Stamp), owned by the dispatcher.
+	usersStamps map[string]int64
+
 	// onSessionEnd, when set, hears of every ended session (this
 	// instance's and, through the broker, other instances').
 	onSessionEnd atomic.Pointer[func(session string)]
@@ -161,10 +165,12 @@ func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger
 		tails:     newBacklogTails(BacklogSize, tailRooms, tailUsers, tailBudget),
 		held:      map[string]*heldBatch{},
 		lastOffer: map[string]time.Time{},
-		restored:  make(chan struct{}, 1),
-		started:   make(chan struct{}),
-		stopping:  make(chan struct{}),
-		done:      make(chan struct{}),
+
+		usersStamps: map[string]int64{},
+		restored:    make(chan struct{}, 1),
+		started:     make(chan struct{}),
+		stopping:    make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 }
 
@@ -337,7 +343,12 @@ func (h *Hub) accept(env Envelope) {
 		}
 		h.endSession(env.User, env.Session)
 		return
-	default:
+	case EventUsers:
+		if !h.newerUsers(env) {
+			return
+		}
+	}
+	if env.Type != EventMessage {
 		// Held messages go first: streams see events in the order the
 		// hub took them.
 		h.offerAllHeld()
@@ -353,6 +364,31 @@ func (h *Hub) accept(env Envelope) {
 	}
 	h.dispatchMessage(env)
 	h.drainPending()
+}
+
+// usersStampsMax bounds the rooms whose last online list the hub keeps a
+// stamp of; past it, it starts over. Forgetting only lets through a list
+// that arrives late, in the few milliseconds it takes to be overtaken.
+const usersStampsMax = 10_000
+
+// newerUsers reports whether a users event is newer than the last one
+// the room's streams were given, and records it. Online lists are read
+// and published by whichever instance announced a change, so two read a
+// moment apart may cross on their way; the older one, coming last, would
+// show a user who is online as gone. An unstamped list (one instance, or
+// Redis down) always goes through.
+func (h *Hub) newerUsers(env Envelope) bool {
+	if env.Stamp == 0 {
+		return true
+	}
+	if env.Stamp <= h.usersStamps[env.Room] {
+		return false
+	}
+	if len(h.usersStamps) >= usersStampsMax {
+		clear(h.usersStamps)
+	}
+	h.usersStamps[env.Room] = env.Stamp
+	return true
 }
 
 func (h *Hub) dispatchMessage(env Envelope) {

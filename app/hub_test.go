@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -327,5 +328,64 @@ func TestSubscriberDoneBeforeAndAfterItEnds(t *testing.T) {
 		if !c.sub.Ended() || c.sub.Reason() != c.want {
 			t.Fatalf("ended %v, reason %v; want true, %v", c.sub.Ended(), c.sub.Reason(), c.want)
 		}
+	}
+}
+
+// TestHubDropsAnOnlineListOverTakenByANewerOne: online lists read on two
+// instances a moment apart may cross on their way; a room's streams get
+// each list only if it is newer, by its stamp, than the last they got.
+// Unstamped lists (one instance, or Redis down) always go through, and
+// each room keeps its own order.
+func TestHubDropsAnOnlineListOverTakenByANewerOne(t *testing.T) {
+	store := modelstest.Open(t, models.SQLite)
+	h := startHub(t, store, LocalBroker{}, HubOptions{})
+	general, _ := h.Subscribe("general", UserRef{ID: 1, Name: "ana"}, "a")
+	random, _ := h.Subscribe("random", UserRef{ID: 1, Name: "ana"}, "a")
+	ctx := context.Background()
+	steps := []struct {
+		room   string
+		stamp  int64
+		remote bool // from another instance, through the broker
+	}{
+		{"general", 7, false},
+		{"general", 5, true}, // read before 7, arrived after it
+		{"general", 7, true}, // the same list, from another instance
+		{"general", 9, true},
+		{"random", 3, false}, // older than general's, but another room
+		{"general", 0, false},
+		{"general", 8, false},
+		{"general", 10, true},
+	}
+	for _, s := range steps {
+		env := Envelope{Type: EventUsers, Room: s.room, Stamp: s.stamp}
+		list := UsersEvent{Room: s.room, Users: []string{fmt.Sprintf("list%d", s.stamp)}}
+		if s.remote {
+			env.Data, _ = json.Marshal(list)
+			env.Origin = "another-instance"
+			h.receive(env)
+		} else {
+			must(t, h.PublishEvent(ctx, env, list))
+		}
+	}
+	lists := func(sub *Subscriber) []string {
+		var got []string
+		for {
+			f := frameWithin(sub, 300*time.Millisecond)
+			if f == nil {
+				return got
+			}
+			_, data, _ := bytes.Cut(f.Bytes, []byte("data: "))
+			var ev UsersEvent
+			if err := json.Unmarshal(bytes.TrimSpace(data), &ev); err != nil {
+				t.Fatalf("frame %q: %v", f.Bytes, err)
+			}
+			got = append(got, ev.Users...)
+		}
+	}
+	if got, want := lists(general), []string{"list7", "list9", "list0", "list10"}; !slices.Equal(got, want) {
+		t.Fatalf("general got the lists %v, want %v", got, want)
+	}
+	if got, want := lists(random), []string{"list3"}; !slices.Equal(got, want) {
+		t.Fatalf("random got the lists %v, want %v", got, want)
 	}
 }

@@ -28,6 +28,9 @@ type PresenceChange struct {
 	Room   string
 	User   UserRef
 	Joined bool // false: left
+	// Stamp orders the decisions of a cluster (see RedisPresence); 0 on
+	// one instance, whose announcer already stores them in order.
+	Stamp int64
 }
 
 // RoomCount is a room and how many users are online in it.

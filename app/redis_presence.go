@@ -320,7 +320,7 @@ func (p *RedisPresence) setStreams(ctx context.Context, batch []*streamChange, e
 	res, err := setStreamsScript.Run(ctx, p.client, nil, args...).Slice()
 	var online map[string][]string
 	if err == nil && (len(res) == 0 || res[0] != int64(-1)) {
-		online, err = parseOnlineLists(res, 1+len(batch))
+		online, err = parseOnlineLists(res, 1+2*len(batch))
 	}
 	if err != nil {
 		p.degradeFor(fmt.Errorf("recording %d stream changes (%s in %s first): %w",
@@ -341,8 +341,10 @@ func (p *RedisPresence) setStreams(ctx context.Context, batch []*streamChange, e
 	}
 	for i, c := range batch {
 		c.online = online[c.room]
-		if name, _ := res[1+i].(string); name != "" {
-			p.notify(PresenceChange{Room: c.room, User: c.user, Joined: true})
+		if name, _ := res[1+2*i].(string); name != "" {
+			stamp, _ := res[2+2*i].(string)
+			n, _ := strconv.ParseInt(stamp, 10, 64)
+			p.notify(PresenceChange{Room: c.room, User: c.user, Joined: true, Stamp: n})
 		}
 	}
 }
@@ -697,27 +699,28 @@ func (p *RedisPresence) sweepDue() {
 			p.degrade(fmt.Errorf("deciding leaves: %w", err))
 			return
 		}
-		// Quadruples: "+" (joined) or "-" (left), room, uid, name.
-		for i := 0; i+3 < len(decided); i += 4 {
-			for _, c := range changes(decided[i+1:i+4], decided[i] == "+") {
+		// Quintuples: "+" (joined) or "-" (left), room, uid, name, stamp.
+		for i := 0; i+4 < len(decided); i += 5 {
+			for _, c := range changes(decided[i+1:i+5], decided[i] == "+") {
 				p.notify(c)
 			}
 		}
-		if len(decided) < 4*presenceSweepBatch {
+		if len(decided) < 5*presenceSweepBatch {
 			return
 		}
 	}
 }
 
-// changes reads the room, uid, name triples the scripts return.
+// changes reads the room, uid, name, stamp quadruples the scripts return.
 func changes(flat []string, joined bool) []PresenceChange {
-	out := make([]PresenceChange, 0, len(flat)/3)
-	for i := 0; i+2 < len(flat); i += 3 {
+	out := make([]PresenceChange, 0, len(flat)/4)
+	for i := 0; i+3 < len(flat); i += 4 {
 		id, err := strconv.ParseInt(flat[i+1], 10, 64)
 		if err != nil {
 			continue // not written by papo
 		}
-		out = append(out, PresenceChange{Room: flat[i], User: UserRef{ID: id, Name: flat[i+2]}, Joined: joined})
+		stamp, _ := strconv.ParseInt(flat[i+3], 10, 64)
+		out = append(out, PresenceChange{Room: flat[i], User: UserRef{ID: id, Name: flat[i+2]}, Joined: joined, Stamp: stamp})
 	}
 	return out
 }
@@ -725,21 +728,43 @@ func changes(flat []string, joined bool) []PresenceChange {
 // Online lists who is online in room across the cluster, sorted; while
 // Redis is down, who has a stream on this instance.
 func (p *RedisPresence) Online(ctx context.Context, room string) ([]string, error) {
+	names, _, err := p.OnlineStamped(ctx, room)
+	return names, err
+}
+
+// OnlineStamped is Online with the list's stamp: the last one presence
+// gave when the list was read, in one step with it (every change to an
+// online list takes a stamp; see stamp in the scripts). Of two lists, the
+// one with the higher stamp is the newer. While Redis is down, 0.
+func (p *RedisPresence) OnlineStamped(ctx context.Context, room string) ([]string, int64, error) {
 	if err := p.checkOpen(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if !p.usable() {
-		return p.localOnline(room), nil
+		return p.localOnline(room), 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
 	defer cancel()
-	names, err := p.client.HVals(ctx, p.keys+"online:"+room).Result()
+	var (
+		stamp *redis.StringCmd
+		names *redis.StringSliceCmd
+	)
+	_, err := p.client.TxPipelined(ctx, func(tx redis.Pipeliner) error {
+		stamp = tx.Get(ctx, p.keys+"stamp")
+		names = tx.HVals(ctx, p.keys+"online:"+room)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		err = names.Err() // no stamp yet: nobody has joined since Redis started
+	}
 	if err != nil {
 		p.degrade(fmt.Errorf("reading who is online in %s: %w", room, err))
-		return p.localOnline(room), nil
+		return p.localOnline(room), 0, nil
 	}
-	SortUsernames(names)
-	return names, nil
+	n, _ := stamp.Int64()
+	list := names.Val()
+	SortUsernames(list)
+	return list, n, nil
 }
 
 // Rooms lists the rooms with someone online across the cluster, the

@@ -22,6 +22,7 @@ import "github.com/redis/go-redis/v9"
 //	                            is due (ms); see syncScript
 //	P..known            set     "room\nuid" online before Redis lost its
 //	                            data, as claimed by the instances rebuilding
+//	P..stamp            string  the last stamp given (see stamp)
 //
 // A user's stream count is never stored as a total: it is the sum over
 // the live instances' hashes, so removing a dead instance's hash is the
@@ -52,6 +53,26 @@ local function instances()
 end
 local function forget_instances() instances_seen = nil end
 
+-- stamp gives a decision its place in the cluster's order, and is taken
+-- whenever an online list changes. Several instances store what they
+-- decide through their own writers, so a leave and an immediate rejoin
+-- may reach the database in either order; the stamps let it keep the
+-- later (models.PresenceMark). They are microseconds of Redis's clock,
+-- kept strictly rising: a Redis that lost its data goes on above the
+-- stamps already stored. (Below 2^53, so exact in Lua's numbers.)
+local stamp_last
+local function stamp()
+  if not stamp_last then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    stamp_last = math.max(now - 1, tonumber(redis.call('GET', P .. 'stamp') or '0'))
+  end
+  stamp_last = stamp_last + 1
+  local s = string.format('%.0f', stamp_last)
+  redis.call('SET', P .. 'stamp', s)
+  return s
+end
+
 -- total counts the open streams of f ("room\nuid") over every instance.
 local function total(f)
   local n = 0
@@ -63,7 +84,7 @@ local function total(f)
 end
 
 -- settle decides what the streams of f now mean. A user with streams who
--- is not online joins: settle returns their name. A user online with no
+-- is not online joins: settle returns their name and the join's stamp. A user online with no
 -- stream left gets a leave due at deadline (unless one is already due);
 -- one with streams again has it cancelled (a reload inside the grace).
 -- A caller that has just counted a stream of f in says so (counted: no
@@ -82,7 +103,7 @@ local function settle(f, deadline, name, counted)
       end
       redis.call('HSET', online, uid, name)
       redis.call('SADD', P .. 'rooms', room)
-      return name
+      return name, stamp()
     end
   elseif redis.call('HEXISTS', online, uid) == 1 then
     redis.call('ZADD', P .. 'leaving', 'NX', deadline, f)
@@ -96,8 +117,8 @@ end
 // instance knows, then room, uid, name, count, list for each change: this
 // instance now holds count streams of the user in the room, and list is
 // 1 when the change wants who is online there afterwards. Returns
-// {heartbeat present (0/1), then for each change the joined name or "",
-// then for each room some change wants: room, n, and the n names online
+// {heartbeat present (0/1), then for each change the joined name and the
+// join's stamp, or "" and "", then for each room some change wants: room, n, and the n names online
 // there (unsorted)}, or {-1} without deciding anything when the epoch
 // differs: Redis lost its data, and deciding on what is left would
 // announce users who never left as joining.
@@ -114,13 +135,16 @@ local rooms, seen = {}, {}
 for i = 5, #ARGV, 5 do
   local room, uid, name, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local f = room .. '\n' .. uid
+  local joined, s
   if count > 0 then
     redis.call('HSET', key, f, count)
-    table.insert(out, settle(f, deadline, name, true) or '')
+    joined, s = settle(f, deadline, name, true)
   else
     redis.call('HDEL', key, f)
-    table.insert(out, settle(f, deadline) or '')
+    joined, s = settle(f, deadline)
   end
+  table.insert(out, joined or '')
+  table.insert(out, s or '')
   if ARGV[i + 4] == '1' and not seen[room] then
     seen[room] = true
     table.insert(rooms, room)
@@ -139,8 +163,8 @@ return out
 // holds (after an outage, or after siblings reaped it), and decides for
 // every pair that changed. ARGV: P, origin, grace in ms, hold in ms, the
 // number of claims, room, uid, name for each claim, then room, uid, name,
-// count for each pair held. Returns the joins as flat room, uid, name
-// triples.
+// count for each pair held. Returns the joins as flat room, uid, name,
+// stamp quadruples.
 //
 // hold is 0 but after Redis lost its data: then the record is rebuilt
 // without announcing. The claims are the pairs the instance knew online
@@ -197,12 +221,13 @@ for _, f in ipairs(changed) do
     end
     settle(f, deadline) -- quiet: held above, or online all along
   else
-    local name = settle(f, deadline)
+    local name, s = settle(f, deadline)
     if name then
       local room, uid = split(f)
       table.insert(joins, room)
       table.insert(joins, uid)
       table.insert(joins, name)
+      table.insert(joins, s)
     end
   end
 end
@@ -211,7 +236,9 @@ for _, c in ipairs(claimed) do
   if total(f) == 0 then
     local room = split(f)
     redis.call('HSET', P .. 'names', uid, name)
-    redis.call('HSETNX', P .. 'online:' .. room, uid, name)
+    if redis.call('HSETNX', P .. 'online:' .. room, uid, name) == 1 then
+      stamp()
+    end
     redis.call('SADD', P .. 'rooms', room)
     redis.call('ZADD', P .. 'leaving', 'NX', now + hold, f)
   end
@@ -267,8 +294,8 @@ return reaped
 // sweepScript decides the joins held by a rebuild (see syncScript) and
 // the leaves that are due, oldest first. A leave whose join is still held
 // decides the join first, so the room hears of both, in order. ARGV: P,
-// the most of each to decide. Returns flat quadruples: "+" for a join or
-// "-" for a leave, room, uid, name.
+// the most of each to decide. Returns flat quintuples: "+" for a join or
+// "-" for a leave, room, uid, name, stamp.
 var sweepScript = redis.NewScript(presenceLuaPrelude + `
 local now, limit = now_ms(), tonumber(ARGV[2])
 local out = {}
@@ -278,6 +305,7 @@ local function emit(kind, f, name)
   table.insert(out, room)
   table.insert(out, uid)
   table.insert(out, name)
+  table.insert(out, stamp())
 end
 -- held takes f's held join: true when it is to be announced.
 local function held(f)

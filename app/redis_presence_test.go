@@ -258,6 +258,22 @@ func TestRedisPresenceConcurrentDecisionsAreExactlyOnce(t *testing.T) {
 			}
 		}
 	}
+	// Every decision has a stamp of its own, and a join's is below its
+	// leave's: what the database uses to store them in decided order.
+	stamps := map[int64]bool{}
+	for i := range users {
+		last := map[string]int64{}
+		for _, c := range changes.of(fmt.Sprintf("user%02d", i)) {
+			if c.Stamp <= 0 || stamps[c.Stamp] {
+				t.Fatalf("%+v: stamp missing or given twice", c)
+			}
+			stamps[c.Stamp] = true
+			if c.Stamp <= last[c.Room] {
+				t.Fatalf("%+v: stamp not above the decision before it (%d)", c, last[c.Room])
+			}
+			last[c.Room] = c.Stamp
+		}
+	}
 	for _, p := range insts {
 		rooms, err := p.Rooms(ctx)
 		must(t, err)
@@ -383,6 +399,12 @@ func TestRedisPresenceRebuildsAfterRedisLostItsData(t *testing.T) {
 	// Decisions work as before.
 	a.Disconnect(ctx, "general", ana)
 	eventually(t, 10*time.Second, "ana leaves", func() bool { return changes.count("ana", false) == 1 })
+	// Her leave's stamp is above her join's, given before Redis lost its
+	// data: a stamp the database holds as a mark must not stop the
+	// decisions that follow it from being stored.
+	if got := changes.of("ana"); got[1].Stamp <= got[0].Stamp {
+		t.Fatalf("stamps after the loss start over: join %d, leave %d", got[0].Stamp, got[1].Stamp)
+	}
 }
 
 func must(t *testing.T, err error) {
@@ -453,4 +475,48 @@ func (s *redisServer) restart(t *testing.T) {
 	t.Helper()
 	s.stop()
 	s.start(t, s.cmd.Path)
+}
+
+// TestRedisPresenceOnlineListsAreStamped: every change to a room's online
+// list, decided on any instance, gives the list a higher stamp; a list
+// read again unchanged, on any instance, has the same one. That is what
+// lets every hub keep the newer of two lists (Hub.newerUsers).
+func TestRedisPresenceOnlineListsAreStamped(t *testing.T) {
+	url := requireRedis(t)
+	o := presenceOpts{url: url, prefix: testPrefix(t, url)}
+	var changes changeLog
+	a := startPresence(t, o, "a", &changes)
+	b := startPresence(t, o, "b", &changes)
+	ctx := context.Background()
+	ana := UserRef{ID: 1, Name: "ana"}
+	bia := UserRef{ID: 2, Name: "bia"}
+	read := func(p *RedisPresence, want ...string) int64 {
+		t.Helper()
+		names, stamp, err := p.OnlineStamped(ctx, "general")
+		must(t, err)
+		if !slices.Equal(names, want) {
+			t.Fatalf("online %v, want %v", names, want)
+		}
+		return stamp
+	}
+	s0 := read(a)
+	must(t, a.Connect(ctx, "general", ana))
+	s1 := read(a, "ana")
+	if s1 <= s0 {
+		t.Fatalf("ana's join left the stamp at %d (was %d)", s1, s0)
+	}
+	if s := read(b, "ana"); s != s1 {
+		t.Fatalf("the same list read on b has stamp %d, on a %d", s, s1)
+	}
+	must(t, b.Connect(ctx, "general", bia))
+	must(t, a.Connect(ctx, "general", bia)) // a second tab: no change
+	s2 := read(b, "ana", "bia")
+	if s2 <= s1 {
+		t.Fatalf("bia's join left the stamp at %d (was %d)", s2, s1)
+	}
+	a.Disconnect(ctx, "general", ana)
+	eventually(t, 10*time.Second, "ana leaves", func() bool { return changes.count("ana", false) == 1 })
+	if s3 := read(b, "bia"); s3 <= s2 {
+		t.Fatalf("ana's leave left the stamp at %d (was %d)", s3, s2)
+	}
 }

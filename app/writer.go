@@ -20,6 +20,11 @@ type MessageStore interface {
 	ProbeWrite(ctx context.Context) error
 }
 
+// errSuperseded answers a join or leave that the database did not store
+// because a later decision for its user and room was stored first, by
+// another instance (see models.PresenceMark).
+var errSuperseded = errors.New("superseded by a later presence decision")
+
 // maxBatch bounds one transaction; larger bursts take several.
 const maxBatch = 512
 
@@ -198,15 +203,23 @@ func (w *Writer) commit(batch []*writeReq) {
 		return
 	}
 	w.noteStore(len(msgs), nil)
-	w.stored(len(msgs))
-	w.batchSizes(len(msgs))
-	envs := make([]Envelope, len(msgs))
-	for i, m := range msgs {
-		envs[i] = messageEnvelope(m)
+	envs := make([]Envelope, 0, len(msgs))
+	for _, m := range msgs {
+		if m.ID != 0 {
+			envs = append(envs, messageEnvelope(m))
+		}
 	}
+	w.stored(len(envs))
+	w.batchSizes(len(msgs))
 	w.hub.publishLocal(envs)
-	for i, r := range batch {
+	i := 0
+	for _, r := range batch {
+		if r.msg.ID == 0 {
+			r.errc <- errSuperseded
+			continue
+		}
 		r.data = envs[i].Data
+		i++
 		r.errc <- nil
 	}
 	// The broker may be down: the messages are stored and local streams

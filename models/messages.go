@@ -1,6 +1,7 @@
 package models
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -29,7 +30,9 @@ import (
 // message_count of every sender rises in the same transaction, so counts are
 // exact under any concurrency.
 //
-// On success each message's ID is set, ascending in slice order.
+// On success each message's ID is set, ascending in slice order, but for
+// a join or leave superseded by a later decision already stored (see
+// PresenceMark): it is not stored, and its ID stays 0.
 func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -37,18 +40,32 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 	// committing is set once every statement has succeeded: an error after
 	// it came from COMMIT itself.
 	committing := false
+	// stored is what the transaction inserts: msgs, less superseded
+	// presence messages.
+	stored := msgs
 	insert := func(tx *gorm.DB) error {
-		first, err := s.takeIDs(tx, int64(len(msgs)))
+		stored = msgs
+		if stamped(msgs) {
+			var err error
+			if stored, err = s.dropSuperseded(ctx, tx, msgs); err != nil {
+				return err
+			}
+			if len(stored) == 0 {
+				committing = true
+				return nil
+			}
+		}
+		first, err := s.takeIDs(tx, int64(len(stored)))
 		if err != nil {
 			return err
 		}
-		for i, m := range msgs {
+		for i, m := range stored {
 			m.ID = first + int64(i)
 		}
-		if err := insertRows(ctx, tx, msgs, s.dialect); err != nil {
+		if err := insertRows(ctx, tx, stored, s.dialect); err != nil {
 			return fmt.Errorf("inserting messages: %w", err)
 		}
-		if err := bumpCounts(ctx, tx, msgs); err != nil {
+		if err := bumpCounts(ctx, tx, stored); err != nil {
 			return err
 		}
 		committing = true
@@ -75,7 +92,7 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 		err = s.db.WithContext(ctx).Transaction(insert)
 	}
 	if err != nil && committing && s.dialect == MySQL && commitOutcomeUnknown(err) {
-		err = s.settleCommit(msgs, err)
+		err = s.settleCommit(stored, err)
 	}
 	if err != nil {
 		for _, m := range msgs {
@@ -84,6 +101,120 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []*Message) error {
 		return err
 	}
 	return nil
+}
+
+func stamped(msgs []*Message) bool {
+	for _, m := range msgs {
+		if m.PresenceStamp > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// dropSuperseded returns msgs without the joins and leaves whose stamp is
+// not above their room and user's mark, each left with ID 0, and moves
+// the marks up to the stamps kept.
+//
+// It first takes the sequence row's lock, which every batch's transaction
+// holds until it ends (on SQLite, BEGIN IMMEDIATE already has): the marks
+// read here cannot move before this batch commits, and whatever is
+// stored after it gets later ids. So stored order follows decided order.
+func (s *Store) dropSuperseded(ctx context.Context, tx *gorm.DB, msgs []*Message) ([]*Message, error) {
+	conn := tx.Statement.ConnPool
+	if s.dialect == MySQL {
+		var seq int64
+		err := conn.QueryRowContext(ctx, "SELECT value FROM sequences WHERE name = ? FOR UPDATE", messageSequence).Scan(&seq)
+		if err != nil {
+			return nil, fmt.Errorf("locking the sequence: %w", err)
+		}
+	}
+	type pair struct {
+		room string
+		user int64
+	}
+	var text []byte
+	text = append(text, "SELECT room, user_id, stamp FROM presence_marks WHERE user_id IN ("...)
+	seen := map[int64]bool{}
+	for _, m := range msgs {
+		if m.PresenceStamp > 0 && !seen[m.UserID] {
+			if len(seen) > 0 {
+				text = append(text, ',')
+			}
+			seen[m.UserID] = true
+			text = strconv.AppendInt(text, m.UserID, 10)
+		}
+	}
+	text = append(text, ')')
+	rows, err := conn.QueryContext(ctx, string(text))
+	if err != nil {
+		return nil, fmt.Errorf("reading presence marks: %w", err)
+	}
+	marks := map[pair]int64{}
+	for rows.Next() {
+		var (
+			p     pair
+			stamp int64
+		)
+		if err := rows.Scan(&p.room, &p.user, &stamp); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading presence marks: %w", err)
+		}
+		marks[p] = stamp
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("reading presence marks: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading presence marks: %w", err)
+	}
+
+	kept := make([]*Message, 0, len(msgs))
+	var moved []pair
+	for _, m := range msgs {
+		if m.PresenceStamp <= 0 {
+			kept = append(kept, m)
+			continue
+		}
+		p := pair{m.Room, m.UserID}
+		mark, had := marks[p]
+		if had && m.PresenceStamp <= mark {
+			m.ID = 0
+			continue
+		}
+		marks[p] = m.PresenceStamp
+		moved = append(moved, p)
+		kept = append(kept, m)
+	}
+	if len(moved) == 0 {
+		return kept, nil
+	}
+	slices.SortFunc(moved, func(a, b pair) int {
+		return cmp.Or(cmp.Compare(a.room, b.room), cmp.Compare(a.user, b.user))
+	})
+	moved = slices.Compact(moved)
+	text = append(text[:0], "INSERT INTO presence_marks (room, user_id, stamp) VALUES "...)
+	args := make([]any, 0, len(moved))
+	for i, p := range moved {
+		if i > 0 {
+			text = append(text, ", "...)
+		}
+		text = append(text, "(?, "...)
+		text = strconv.AppendInt(text, p.user, 10)
+		text = append(text, ", "...)
+		text = strconv.AppendInt(text, marks[p], 10)
+		text = append(text, ')')
+		args = append(args, p.room)
+	}
+	if s.dialect == MySQL {
+		text = append(text, " ON DUPLICATE KEY UPDATE stamp = VALUES(stamp)"...)
+	} else {
+		text = append(text, " ON CONFLICT (room, user_id) DO UPDATE SET stamp = excluded.stamp"...)
+	}
+	if _, err := conn.ExecContext(ctx, string(text), args...); err != nil {
+		return nil, fmt.Errorf("moving presence marks: %w", err)
+	}
+	return kept, nil
 }
 
 // ErrOutcomeUnknown is returned by InsertMessages when the connection was

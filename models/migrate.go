@@ -46,7 +46,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 func migrate(db *gorm.DB) error {
-	if err := db.AutoMigrate(&User{}, &Message{}, &Session{}, &Setting{}, &Sequence{}); err != nil {
+	if err := db.AutoMigrate(&User{}, &Message{}, &Session{}, &Setting{}, &Sequence{}, &PresenceMark{}); err != nil {
 		return fmt.Errorf("migrating tables: %w", err)
 	}
 	seed := Sequence{Name: messageSequence, Value: 0}

@@ -52,6 +52,24 @@ type Message struct {
 
 	Sender    *User `gorm:"foreignKey:UserID;constraint:OnDelete:CASCADE" json:"-"`
 	Recipient *User `gorm:"foreignKey:ToUserID;constraint:OnDelete:CASCADE" json:"-"`
+
+	// PresenceStamp, on a join or leave, is its decision's place in the
+	// order presence decided them (see PresenceMark); 0 stores it
+	// unconditionally. It is not a column.
+	PresenceStamp int64 `gorm:"-" json:"-"`
+}
+
+// PresenceMark is the stamp of the latest join or leave stored for a user
+// in a room. With several instances, a leave and an immediate rejoin may
+// be decided on two of them and reach the database in either order; the
+// mark lets the one that arrives late, superseded, be dropped rather than
+// stored after the decision that followed it (see InsertMessages). There
+// is no foreign key: a mark outliving its user is a few bytes, and ids
+// are never reused.
+type PresenceMark struct {
+	Room   string `gorm:"primaryKey;size:64"`
+	UserID int64  `gorm:"primaryKey;autoIncrement:false"`
+	Stamp  int64  `gorm:"not null"`
 }
 
 // Session is a server-side login session; the cookie carries only its
