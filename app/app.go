@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg Config, store Store, log *slog.Logger, opts Op
 	switch {
 	case !lim.Enabled:
 	case cfg.RedisURL != "":
-		rdb, err := newRedisClient(cfg.RedisURL, log)
+		rdb, err := newRedisClient(cfg.RedisURL, cfg.RedisPrefix, log)
 		if err != nil {
 			a.Close()
 			return nil, &ConfigError{"REDIS_URL", err}

@@ -10,12 +10,12 @@ import (
 )
 
 // privateRedisClient starts a Redis of the test's own, and a client of it.
-func privateRedisClient(t *testing.T) (*redisServer, *redis.Client) {
+func privateRedisClient(t *testing.T) (*redisServer, redis.UniversalClient) {
 	t.Helper()
 	requireRedis(t)
 	srv := startRedisServer(t)
 	log, _ := newTestLog(t)
-	rdb, err := newRedisClient(srv.url, log)
+	rdb, err := newRedisClient(srv.url, "papotest:", log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,11 +24,27 @@ const (
 	redisOpTimeout   = time.Second
 )
 
+// clusterLayoutInterval is how old a Redis Cluster's slot layout may grow
+// before a call reads it again.
+const clusterLayoutInterval = time.Second
+
 // newRedisClient opens a client for url (redis:// or rediss://) tuned to
 // fail fast: one dial attempt, short timeouts, and no automatic retries,
 // since a retried presence script that had in fact run would count a
 // stream twice. Callers retry at their own level.
-func newRedisClient(url string, log *slog.Logger) (*redis.Client, error) {
+//
+// When the server at url is a node of a Redis Cluster, the client follows
+// the cluster from it. papo's scripts each touch many keys, which a
+// cluster allows only within one hash slot: prefix must then hold a hash
+// tag (such as {papo}:), which puts every key papo uses in one slot. A
+// cluster thus gives papo failover, and lets it run where a managed Redis
+// is a cluster, not more throughput. Nor does the client follow a MOVED
+// redirect by sending the call again (go-redis would also resend after a
+// lost connection, and a script that had run would count twice): after a
+// resharding one call fails, and after a failover the calls fail until
+// the layout is read again (clusterLayoutInterval); the callers handle
+// both as an outage.
+func newRedisClient(url, prefix string, log *slog.Logger) (redis.UniversalClient, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("parsing the Redis URL: %w", err)
@@ -40,10 +56,66 @@ func newRedisClient(url string, log *slog.Logger) (*redis.Client, error) {
 	opt.PoolTimeout = redisOpTimeout
 	opt.MaxRetries = -1
 	opt.ContextTimeoutEnabled = true
-	// No cluster maintenance handshake: papo talks to a plain Redis.
+	// No maintenance handshake: papo follows no hitless upgrades.
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	quietRedisLogger(log)
-	return redis.NewClient(opt), nil
+	if !clusterNode(opt) {
+		return redis.NewClient(opt), nil
+	}
+	if !hasHashTag(prefix) {
+		return nil, fmt.Errorf("%s is a Redis Cluster node: PAPO_REDIS_PREFIX (%q) must hold a hash tag, such as {papo}:, "+
+			"so that every key papo uses lands in one slot", opt.Addr, prefix)
+	}
+	if opt.DB != 0 {
+		return nil, fmt.Errorf("%s is a Redis Cluster node, which has database 0 alone: REDIS_URL names database %d", opt.Addr, opt.DB)
+	}
+	return redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:         []string{opt.Addr},
+		Username:      opt.Username,
+		Password:      opt.Password,
+		TLSConfig:     opt.TLSConfig,
+		DialTimeout:   opt.DialTimeout,
+		DialerRetries: opt.DialerRetries,
+		ReadTimeout:   opt.ReadTimeout,
+		WriteTimeout:  opt.WriteTimeout,
+		PoolTimeout:   opt.PoolTimeout,
+		MaxRetries:    -1,
+		MaxRedirects:  -1,
+		// The layout is read again this often, and at once after a
+		// redirect: after a failover, calls that went to the dead master
+		// go to the promoted replica within this time (the default, a
+		// minute, would keep papo degraded that long).
+		ClusterStateReloadInterval: clusterLayoutInterval,
+		ContextTimeoutEnabled:      true,
+		MaintNotificationsConfig:   opt.MaintNotificationsConfig,
+	}), nil
+}
+
+// clusterNode reports whether c's server says it is a node of a Redis
+// Cluster. A server that does not answer is taken for a plain one: papo
+// needs Redis to start (presence registers at once), so an instance does
+// not run long on a wrong guess.
+func clusterNode(opt *redis.Options) bool {
+	probe := *opt
+	probe.DB = 0 // a cluster node refuses SELECT
+	c := redis.NewClient(&probe)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), redisDialTimeout+redisOpTimeout)
+	defer cancel()
+	info, err := c.Info(ctx, "cluster").Result()
+	return err == nil && strings.Contains(info, "cluster_enabled:1")
+}
+
+// hasHashTag reports whether every key that starts with prefix hashes by
+// the same tag: Redis hashes a key by what lies between its first "{"
+// and the "}" after it, when that is not empty.
+func hasHashTag(prefix string) bool {
+	open := strings.IndexByte(prefix, '{')
+	if open < 0 {
+		return false
+	}
+	end := strings.IndexByte(prefix[open+1:], '}')
+	return end > 0
 }
 
 var redisLoggerOnce sync.Once
@@ -71,7 +143,15 @@ func isTimeout(err error) bool {
 }
 
 // redisAddr names the server of a client for log lines, never the password.
-func redisAddr(c *redis.Client) string { return c.Options().Addr }
+func redisAddr(c redis.UniversalClient) string {
+	switch c := c.(type) {
+	case *redis.Client:
+		return c.Options().Addr
+	case *redis.ClusterClient:
+		return "cluster " + strings.Join(c.Options().Addrs, ",")
+	}
+	return "redis"
+}
 
 // outage tracks whether a Redis connection is down, so that an outage and
 // its end are each logged once however many calls fail in between.

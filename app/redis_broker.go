@@ -40,7 +40,7 @@ const (
 // meanwhile), which is exactly the Broker contract: the hub orders message
 // events by id and reads what it missed from the database.
 type RedisBroker struct {
-	client  *redis.Client
+	client  redis.UniversalClient
 	channel string
 	log     *slog.Logger
 
@@ -64,9 +64,10 @@ type RedisBroker struct {
 
 var _ Broker = (*RedisBroker)(nil)
 
-// NewRedisBroker connects lazily: nothing is dialled until Subscribe.
+// NewRedisBroker asks the server at url once whether it is a cluster node
+// (see newRedisClient); the subscription waits for Subscribe.
 func NewRedisBroker(url, prefix string, log *slog.Logger) (*RedisBroker, error) {
-	client, err := newRedisClient(url, log)
+	client, err := newRedisClient(url, prefix, log)
 	if err != nil {
 		return nil, err
 	}

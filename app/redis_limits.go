@@ -49,7 +49,7 @@ return out
 
 // RedisRateLimiter is a token bucket per key, shared by every instance.
 type RedisRateLimiter struct {
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	prefix   string
 	interval int64 // µs per token
 	burst    int
@@ -71,7 +71,7 @@ type rateRequest struct {
 const maxChecksPerCall = 256
 
 // NewRedisRateLimiter allows perSecond on average with bursts of burst.
-func NewRedisRateLimiter(rdb *redis.Client, prefix string, perSecond float64, burst int, log *slog.Logger) *RedisRateLimiter {
+func NewRedisRateLimiter(rdb redis.UniversalClient, prefix string, perSecond float64, burst int, log *slog.Logger) *RedisRateLimiter {
 	if burst < 1 {
 		burst = 1
 	}
@@ -142,7 +142,7 @@ return {n, tonumber(oldest[2]) + window - now}
 // RedisFailureCounter counts failures per key in a sliding window shared by
 // every instance.
 type RedisFailureCounter struct {
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	prefix   string
 	max      int
 	window   time.Duration
@@ -151,7 +151,7 @@ type RedisFailureCounter struct {
 }
 
 // NewRedisFailureCounter blocks a key after max failures within window.
-func NewRedisFailureCounter(rdb *redis.Client, prefix string, max int, window time.Duration, log *slog.Logger) *RedisFailureCounter {
+func NewRedisFailureCounter(rdb redis.UniversalClient, prefix string, max int, window time.Duration, log *slog.Logger) *RedisFailureCounter {
 	return &RedisFailureCounter{
 		rdb: rdb, prefix: prefix + "failures:", max: max, window: window,
 		fallback: NewMemoryFailureCounter(max, window),

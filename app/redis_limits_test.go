@@ -15,7 +15,7 @@ func TestRedisRateLimiterIsSharedAndFallsBack(t *testing.T) {
 	proxy, proxied := newFlakyProxy(t, url)
 	log, logs := newTestLog(t)
 	limiter := func() *RedisRateLimiter {
-		rdb, err := newRedisClient(proxied, log)
+		rdb, err := newRedisClient(proxied, "papotest:", log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +65,7 @@ func TestRedisFailureCounterSlidingWindow(t *testing.T) {
 	url := requireRedis(t)
 	prefix := testPrefix(t, url)
 	log, _ := newTestLog(t)
-	rdb, err := newRedisClient(url, log)
+	rdb, err := newRedisClient(url, "papotest:", log)
 	if err != nil {
 		t.Fatal(err)
 	}

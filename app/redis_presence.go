@@ -62,7 +62,11 @@ type RedisPresenceOptions struct {
 // and when Redis is back the heartbeat writes this instance's record
 // anew, deciding the joins and leaves that happened meanwhile.
 type RedisPresence struct {
-	client *redis.Client
+	client redis.UniversalClient
+	// route is the key every script call names, which a Redis Cluster
+	// routes it by: the scripts find their keys from ARGV[1], all in the
+	// prefix's hash slot.
+	route  []string
 	keys   string // <prefix>presence:
 	origin string
 	grace  time.Duration
@@ -129,13 +133,14 @@ var _ PresenceManager = (*RedisPresence)(nil)
 // heartbeat and sweeps. Redis must answer now; afterwards its outages are
 // survived.
 func NewRedisPresence(ctx context.Context, opts RedisPresenceOptions, notify func(PresenceChange), log *slog.Logger) (*RedisPresence, error) {
-	client, err := newRedisClient(opts.URL, log)
+	client, err := newRedisClient(opts.URL, opts.Prefix, log)
 	if err != nil {
 		return nil, err
 	}
 	p := &RedisPresence{
 		client: client,
 		keys:   opts.Prefix + "presence:",
+		route:  []string{opts.Prefix + "presence:instances"},
 		origin: opts.Origin,
 		grace:  opts.Grace,
 		beat:   orDefault(opts.Heartbeat, presenceHeartbeat),
@@ -317,7 +322,7 @@ func (p *RedisPresence) setStreams(ctx context.Context, batch []*streamChange, e
 		}
 		args = append(args, c.room, c.user.ID, c.user.Name, c.n, list)
 	}
-	res, err := setStreamsScript.Run(ctx, p.client, nil, args...).Slice()
+	res, err := setStreamsScript.Run(ctx, p.client, p.route, args...).Slice()
 	var online map[string][]string
 	if err == nil && (len(res) == 0 || res[0] != int64(-1)) {
 		online, err = parseOnlineLists(res, 1+2*len(batch))
@@ -564,7 +569,7 @@ func (p *RedisPresence) tick() {
 func (p *RedisPresence) heartbeat(ctx context.Context) error {
 	// Outside decide: while Redis hangs this waits out its timeout, and
 	// streams opening meanwhile (counted locally) must not wait with it.
-	res, err := beatScript.Run(ctx, p.client, nil, p.keys, p.origin, p.ttl.Milliseconds(), newOrigin()).Slice()
+	res, err := beatScript.Run(ctx, p.client, p.route, p.keys, p.origin, p.ttl.Milliseconds(), newOrigin()).Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("beat script: unexpected reply %v", res)
 	}
@@ -664,7 +669,7 @@ func (p *RedisPresence) sync(ctx context.Context, rebuild bool) error {
 		}
 	}
 	p.mu.Unlock()
-	joins, err := syncScript.Run(ctx, p.client, nil, args...).StringSlice()
+	joins, err := syncScript.Run(ctx, p.client, p.route, args...).StringSlice()
 	if err != nil {
 		return fmt.Errorf("recording this instance's streams: %w", err)
 	}
@@ -675,7 +680,7 @@ func (p *RedisPresence) sync(ctx context.Context, rebuild bool) error {
 }
 
 func (p *RedisPresence) reapDead(ctx context.Context) error {
-	reaped, err := reapScript.Run(ctx, p.client, nil, p.keys, p.origin, p.grace.Milliseconds(), "dead").StringSlice()
+	reaped, err := reapScript.Run(ctx, p.client, p.route, p.keys, p.origin, p.grace.Milliseconds(), "dead").StringSlice()
 	if err != nil {
 		return fmt.Errorf("reaping dead instances: %w", err)
 	}
@@ -693,7 +698,7 @@ func (p *RedisPresence) sweepDue() {
 	defer p.decide.Unlock()
 	for range 10 { // bounded: the rest waits for the next sweep
 		ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
-		decided, err := sweepScript.Run(ctx, p.client, nil, p.keys, presenceSweepBatch).StringSlice()
+		decided, err := sweepScript.Run(ctx, p.client, p.route, p.keys, presenceSweepBatch).StringSlice()
 		cancel()
 		if err != nil {
 			p.degrade(fmt.Errorf("deciding leaves: %w", err))
@@ -778,7 +783,7 @@ func (p *RedisPresence) Rooms(ctx context.Context) ([]RoomCount, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
 	defer cancel()
-	flat, err := roomsScript.Run(ctx, p.client, nil, p.keys).Slice()
+	flat, err := roomsScript.Run(ctx, p.client, p.route, p.keys).Slice()
 	if err != nil {
 		p.degrade(fmt.Errorf("reading the rooms: %w", err))
 		return p.localRooms(), nil
@@ -865,7 +870,7 @@ func (p *RedisPresence) Close() error {
 	defer p.decide.Unlock()
 	if !degraded {
 		ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
-		_, err := reapScript.Run(ctx, p.client, nil, p.keys, p.origin, p.grace.Milliseconds(), "self").Result()
+		_, err := reapScript.Run(ctx, p.client, p.route, p.keys, p.origin, p.grace.Milliseconds(), "self").Result()
 		cancel()
 		if err != nil {
 			p.log.Warn("presence: leaving the cluster; siblings will reap this instance when its heartbeat expires", "err", err)

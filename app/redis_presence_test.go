@@ -454,7 +454,7 @@ func (s *redisServer) start(t *testing.T, path string) {
 	s.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
 	eventually(t, 10*time.Second, "redis-server answers", func() bool {
-		c, err := newRedisClient(s.url, slog.New(slog.DiscardHandler))
+		c, err := newRedisClient(s.url, "papotest:", slog.New(slog.DiscardHandler))
 		if err != nil {
 			return false
 		}

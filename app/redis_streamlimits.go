@@ -163,8 +163,9 @@ return 1
 
 // RedisStreamLimits caps streams across every instance sharing a Redis.
 type RedisStreamLimits struct {
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	prefix   string
+	route    []string // the key a Redis Cluster routes each script call by
 	instance string
 	perUser  int
 	perAddr  int
@@ -190,13 +191,13 @@ type RedisStreamLimits struct {
 
 // NewRedisStreamLimits starts the heartbeat that keeps this instance's
 // streams counted; instance names it among its siblings.
-func NewRedisStreamLimits(rdb *redis.Client, prefix, instance string, l Limits, log *slog.Logger) *RedisStreamLimits {
+func NewRedisStreamLimits(rdb redis.UniversalClient, prefix, instance string, l Limits, log *slog.Logger) *RedisStreamLimits {
 	return newRedisStreamLimits(rdb, prefix, instance, l, slotTTL, log)
 }
 
-func newRedisStreamLimits(rdb *redis.Client, prefix, instance string, l Limits, ttl time.Duration, log *slog.Logger) *RedisStreamLimits {
+func newRedisStreamLimits(rdb redis.UniversalClient, prefix, instance string, l Limits, ttl time.Duration, log *slog.Logger) *RedisStreamLimits {
 	s := &RedisStreamLimits{
-		rdb: rdb, prefix: prefix + "streams:", instance: instance,
+		rdb: rdb, prefix: prefix + "streams:", route: []string{prefix + "streams:instances"}, instance: instance,
 		perUser: l.StreamsPerUser, perAddr: l.StreamsPerAddress, ttl: ttl,
 		local:  NewStreamLimits(l),
 		down:   &outageLog{log: log, what: "stream caps"},
@@ -253,7 +254,7 @@ func (s *RedisStreamLimits) takeSlots(ctx context.Context, batch []*slotRequest)
 		args = append(args, r.fields[0], r.fields[1])
 	}
 	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
-	res, err := acquireSlotsScript.Run(ctx, s.rdb, nil, args...).Int64Slice()
+	res, err := acquireSlotsScript.Run(ctx, s.rdb, s.route, args...).Int64Slice()
 	cancel()
 	if err == nil && len(res) != 1+len(batch) {
 		err = fmt.Errorf("counting streams in: %d answers for %d streams", len(res)-1, len(batch))
@@ -299,7 +300,7 @@ func (s *RedisStreamLimits) giveBack(ctx context.Context, batch []slotRelease) {
 	ctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
 	defer cancel()
 	// Should Redis not answer, the next sync corrects the record.
-	if err := releaseSlotsScript.Run(ctx, s.rdb, nil, args...).Err(); err != nil {
+	if err := releaseSlotsScript.Run(ctx, s.rdb, s.route, args...).Err(); err != nil {
 		s.down.fail(fmt.Errorf("counting streams out: %w", err))
 		s.renewSoon()
 	}
@@ -343,7 +344,7 @@ func (s *RedisStreamLimits) renewLoop() {
 func (s *RedisStreamLimits) renew(writeBack bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
 	defer cancel()
-	had, err := renewSlotsScript.Run(ctx, s.rdb, nil, s.prefix, s.instance, s.ttl.Milliseconds()).Int64()
+	had, err := renewSlotsScript.Run(ctx, s.rdb, s.route, s.prefix, s.instance, s.ttl.Milliseconds()).Int64()
 	if err != nil {
 		return fmt.Errorf("renewing the stream counts: %w", err)
 	}
@@ -357,7 +358,7 @@ func (s *RedisStreamLimits) renew(writeBack bool) error {
 		args = append(args, f, n)
 	}
 	s.mu.Unlock()
-	if err := syncSlotsScript.Run(ctx, s.rdb, nil, args...).Err(); err != nil {
+	if err := syncSlotsScript.Run(ctx, s.rdb, s.route, args...).Err(); err != nil {
 		return fmt.Errorf("writing back the stream counts: %w", err)
 	}
 	return nil
@@ -377,7 +378,7 @@ func (s *RedisStreamLimits) Close() {
 	s.stopRenewal()
 	ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
 	defer cancel()
-	if err := leaveSlotsScript.Run(ctx, s.rdb, nil, s.prefix, s.instance).Err(); err != nil {
+	if err := leaveSlotsScript.Run(ctx, s.rdb, s.route, s.prefix, s.instance).Err(); err != nil {
 		s.down.fail(fmt.Errorf("taking the stream counts out: %w", err))
 	}
 }

@@ -22,7 +22,7 @@ func TestRedisStreamCapsAreClusterWide(t *testing.T) {
 	const ttl = 600 * time.Millisecond
 	limits := Limits{Enabled: true, StreamsPerUser: 2, StreamsPerAddress: 3}
 	instance := func(name string) *RedisStreamLimits {
-		rdb, err := newRedisClient(proxied, log)
+		rdb, err := newRedisClient(proxied, "papotest:", log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +167,7 @@ func heldStreams(s *RedisStreamLimits) int {
 }
 
 // redisCounts is the totals and each instance's record, field by field.
-func redisCounts(t *testing.T, rdb *redis.Client, prefix string) map[string]map[string]string {
+func redisCounts(t *testing.T, rdb redis.UniversalClient, prefix string) map[string]map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	keys, err := rdb.Keys(ctx, prefix+"streams:*").Result()
