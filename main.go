@@ -7,6 +7,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,14 +31,13 @@ import (
 var assets embed.FS
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(log); err != nil {
+	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "papo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger) error {
+func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
@@ -49,6 +49,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	log := newLogger(os.Stderr, cfg)
 	startPprof(log, cfg.PprofAddr)
 
 	store, err := models.Open(ctx, cfg.Database, log)
@@ -121,6 +122,17 @@ func run(log *slog.Logger) error {
 	a.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// newLogger writes papo's log to w from cfg.LogLevel up (PAPO_LOG_LEVEL),
+// as key=value text or, for log shippers, one JSON object a line
+// (PAPO_LOG_FORMAT=json).
+func newLogger(w io.Writer, cfg app.Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // startPprof serves the runtime profiles (net/http/pprof) on addr, taken

@@ -7,6 +7,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -29,6 +30,8 @@ type Config struct {
 	TLSCert       string
 	TLSKey        string
 	PprofAddr     string // where to serve net/http/pprof; empty: nowhere
+	LogLevel      slog.Level
+	LogJSON       bool // one JSON object a line rather than key=value text
 	Limits        Limits
 }
 
@@ -74,6 +77,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		TLSCert:       r.str("PAPO_TLS_CERT", ""),
 		TLSKey:        r.str("PAPO_TLS_KEY", ""),
 		PprofAddr:     r.str("PAPO_PPROF_ADDR", ""),
+		LogLevel:      r.logLevel("PAPO_LOG_LEVEL"),
+		LogJSON:       r.choice("PAPO_LOG_FORMAT", "text", "json") == "json",
 		Limits: Limits{
 			Enabled:            r.onOff("PAPO_LIMITS", true),
 			MessageRate:        r.float("PAPO_MESSAGE_RATE", 5),
@@ -194,6 +199,37 @@ func (r *envReader) float(name string, def float64) float64 {
 		return def
 	}
 	return f
+}
+
+// logLevel reads debug, info (the default), warn or error. At warn, the
+// access log's line per request goes: a busy server's largest share of
+// logging.
+func (r *envReader) logLevel(name string) slog.Level {
+	switch v := strings.ToLower(r.str(name, "info")); v {
+	case "debug":
+		return slog.LevelDebug
+	case "info":
+		return slog.LevelInfo
+	case "warn", "warning":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		r.fail(name, fmt.Errorf("%q is not one of debug, info, warn, error", v))
+		return slog.LevelInfo
+	}
+}
+
+// choice reads one of options, the first being the default.
+func (r *envReader) choice(name string, options ...string) string {
+	v := strings.ToLower(r.str(name, options[0]))
+	for _, o := range options {
+		if v == o {
+			return v
+		}
+	}
+	r.fail(name, fmt.Errorf("%q is not one of %s", v, strings.Join(options, ", ")))
+	return options[0]
 }
 
 func (r *envReader) onOff(name string, def bool) bool {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if c.Addr != ":3000" || c.RedisPrefix != "papo:" || c.LeaveGrace != 5*time.Second || c.Heartbeat != 15*time.Second ||
 		!c.Limits.Enabled || c.Limits.MessageRate != 5 || c.Limits.MessageBurst != 20 || c.Limits.LoginFailures != 10 ||
 		c.Limits.LoginWindow != 15*time.Minute || c.Limits.Registrations != 100 || c.Limits.RegisterWindow != time.Hour ||
-		c.Database.Path != "papo.db" || c.Coalesce != 150*time.Millisecond {
+		c.Database.Path != "papo.db" || c.Coalesce != 150*time.Millisecond || c.LogLevel != slog.LevelInfo || c.LogJSON {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -34,6 +35,8 @@ func TestLoadConfigNamesTheBadVariable(t *testing.T) {
 		"PAPO_MESSAGE_BURST":   "lots",
 		"PAPO_TLS_CERT":        "/only/the/cert.pem",
 		"PAPO_TRUSTED_PROXIES": "not-an-ip",
+		"PAPO_LOG_LEVEL":       "verbose",
+		"PAPO_LOG_FORMAT":      "xml",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -58,13 +61,15 @@ func TestLoadConfigReadsValues(t *testing.T) {
 	env := map[string]string{
 		"PAPO_ADDR": "127.0.0.1:9000", "DATABASE_URL": "mysql://u:p@db:3306/papo", "REDIS_URL": "redis://r:6379/1",
 		"PAPO_LEAVE_GRACE": "1500ms", "PAPO_COALESCE": "0s", "PAPO_LIMITS": "off", "PAPO_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+		"PAPO_LOG_LEVEL": "WARN", "PAPO_LOG_FORMAT": "json",
 	}
 	c, err := LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:9000" || c.Database.Dialect != "mysql" || c.RedisURL != "redis://r:6379/1" ||
-		c.LeaveGrace != 1500*time.Millisecond || c.Coalesce != 0 || c.Limits.Enabled || len(c.Limits.TrustedProxies) != 2 {
+		c.LeaveGrace != 1500*time.Millisecond || c.Coalesce != 0 || c.Limits.Enabled || len(c.Limits.TrustedProxies) != 2 ||
+		c.LogLevel != slog.LevelWarn || !c.LogJSON {
 		t.Fatalf("config: %+v", c)
 	}
 }
