@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	neturl "net/url"
 	"os"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ const clusterLayoutInterval = time.Second
 // since a retried presence script that had in fact run would count a
 // stream twice. Callers retry at their own level.
 //
+// A URL with ?master_name= names Sentinels (see newSentinelClient).
 // When the server at url is a node of a Redis Cluster, the client follows
 // the cluster from it. papo's scripts each touch many keys, which a
 // cluster allows only within one hash slot: prefix must then hold a hash
@@ -45,6 +47,9 @@ const clusterLayoutInterval = time.Second
 // the layout is read again (clusterLayoutInterval); the callers handle
 // both as an outage.
 func newRedisClient(url, prefix string, log *slog.Logger) (redis.UniversalClient, error) {
+	if sentinelURL(url) {
+		return newSentinelClient(url, log)
+	}
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("parsing the Redis URL: %w", err)
@@ -89,6 +94,46 @@ func newRedisClient(url, prefix string, log *slog.Logger) (redis.UniversalClient
 		ContextTimeoutEnabled:      true,
 		MaintNotificationsConfig:   opt.MaintNotificationsConfig,
 	}), nil
+}
+
+// sentinelURL reports whether url names Redis Sentinels rather than a
+// Redis: it says which master they watch (?master_name=).
+func sentinelURL(raw string) bool {
+	u, err := neturl.Parse(raw)
+	return err == nil && u.Query().Has("master_name")
+}
+
+// newSentinelClient opens a client of the master that the Sentinels at
+// url (its host, and each ?addr=) watch, named by ?master_name=; the URL's
+// user and password are the Sentinels', ?password= the master's. After a
+// failover the client asks the Sentinels for the new master, and drops
+// its connections to the old one when they announce the switch: callers
+// see the failover as a short outage. Tuned as newRedisClient's.
+func newSentinelClient(url string, log *slog.Logger) (redis.UniversalClient, error) {
+	opt, err := redis.ParseFailoverURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the Redis Sentinel URL: %w", err)
+	}
+	if opt.MasterName == "" {
+		return nil, errors.New("parsing the Redis Sentinel URL: master_name is empty")
+	}
+	opt.DialTimeout = redisDialTimeout
+	opt.DialerRetries = 1
+	opt.ReadTimeout = redisOpTimeout
+	opt.WriteTimeout = redisOpTimeout
+	opt.PoolTimeout = redisOpTimeout
+	opt.MaxRetries = -1
+	opt.ContextTimeoutEnabled = true
+	quietRedisLogger(log)
+	return &sentinelClient{Client: redis.NewFailoverClient(opt), name: fmt.Sprintf("sentinel %s via %s",
+		opt.MasterName, strings.Join(opt.SentinelAddrs, ","))}, nil
+}
+
+// sentinelClient is a client of a master that Sentinels watch; name says
+// so in log lines (its options name no address).
+type sentinelClient struct {
+	*redis.Client
+	name string
 }
 
 // clusterNode reports whether c's server says it is a node of a Redis
@@ -145,6 +190,8 @@ func isTimeout(err error) bool {
 // redisAddr names the server of a client for log lines, never the password.
 func redisAddr(c redis.UniversalClient) string {
 	switch c := c.(type) {
+	case *sentinelClient:
+		return c.name
 	case *redis.Client:
 		return c.Options().Addr
 	case *redis.ClusterClient:
