@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -205,40 +204,23 @@ func TestTwoInstancesOnARedisCluster(t *testing.T) {
 	prefix := "{papotest}:"
 	store := modelstest.Open(t, models.SQLite)
 	ctx := context.Background()
-	user := func(name string) UserRef {
-		u := &models.User{Username: name, PasswordHash: "x", CreatedAt: time.Now().UTC()}
-		must(t, store.CreateUser(ctx, u))
-		return UserRef{ID: u.ID, Name: name}
-	}
-	ana, bia := user("ana"), user("bia")
-
-	cfg, err := LoadConfig(func(string) string { return "" })
-	must(t, err)
-	cfg.RedisURL = c.seedAwayFrom(t, prefix+"presence:instances")
-	cfg.RedisPrefix = prefix
-	cfg.LeaveGrace = 200 * time.Millisecond
+	ana, bia := namedUser(t, store, "ana"), namedUser(t, store, "bia")
+	cfg := redisConfig(t, c.seedAwayFrom(t, prefix+"presence:instances"), prefix)
+	cfg.Limits.Enabled = true
 	cfg.Limits.StreamsPerUser = 2
 	cfg.Limits.MessageRate = 0.001
 	cfg.Limits.MessageBurst = 3
-	start := func() *App {
-		a, err := New(ctx, cfg, store, slog.New(slog.DiscardHandler), Options{BcryptCost: 4})
-		must(t, err)
-		t.Cleanup(a.Close)
-		if _, ok := a.Presence.(*RedisPresence).client.(*redis.ClusterClient); !ok {
-			t.Fatalf("the instance talks to the cluster through a %T", a.Presence.(*RedisPresence).client)
-		}
-		return a
+	insts := startInstances(t, cfg, store, 2)
+	a, b := insts[0], insts[1]
+	if _, ok := a.Presence.(*RedisPresence).client.(*redis.ClusterClient); !ok {
+		t.Fatalf("the instance talks to the cluster through a %T", a.Presence.(*RedisPresence).client)
 	}
-	a, b := start(), start()
-
 	open := func(inst *App, u UserRef) *Stream {
 		t.Helper()
 		release, err := inst.Streams.Acquire(ctx, u.ID, "127.0.0.1")
 		must(t, err)
-		st, err := inst.Chat.OpenStream(ctx, u, sweepSession(t, store, u, time.Now().Add(time.Hour)), "general", "")
-		must(t, err)
-		t.Cleanup(func() { st.Close(ctx); release() })
-		return st
+		t.Cleanup(release)
+		return openStream(t, inst, store, u)
 	}
 	onA := open(a, ana)
 	onB := open(b, bia)
@@ -282,107 +264,16 @@ func TestTwoInstancesOnARedisCluster(t *testing.T) {
 	}
 }
 
-// waitForMessage reads st's queue until the message id arrives, and
-// checks its text. A busy room's frame may carry several messages.
-func waitForMessage(t *testing.T, st *Stream, id int64, text string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		f := frameWithin(st.Sub, time.Until(deadline))
-		if f == nil {
-			continue
-		}
-		for _, event := range strings.Split(strings.TrimSpace(string(f.Bytes)), "\n\n") {
-			if !strings.HasPrefix(event, fmt.Sprintf("id: %d\n", id)) {
-				continue
-			}
-			_, data, _ := strings.Cut(event, "data: ")
-			var m Message
-			must(t, json.Unmarshal([]byte(data), &m))
-			if m.Message != text {
-				t.Fatalf("message %d says %q, want %q", id, m.Message, text)
-			}
-			return
-		}
-	}
-	t.Fatalf("message %d did not arrive", id)
-}
-
 // TestInstancesRideOutARedisClusterFailover: the master that holds papo's
 // slot dies. Once its replica has taken over, the instances find it by
-// themselves: presence is the cluster's again, and the events that only
-// Redis carries between instances (typing) cross again.
+// themselves (see rideOutFailover).
 func TestInstancesRideOutARedisClusterFailover(t *testing.T) {
 	c := startRedisCluster(t, true)
 	prefix := "{papotest}:"
 	holder := c.holder(t, prefix+"presence:instances")
-	store := modelstest.Open(t, models.SQLite)
-	ctx := context.Background()
-	user := func(name string) UserRef {
-		u := &models.User{Username: name, PasswordHash: "x", CreatedAt: time.Now().UTC()}
-		must(t, store.CreateUser(ctx, u))
-		return UserRef{ID: u.ID, Name: name}
-	}
-	ana, bia, cy := user("ana"), user("bia"), user("cy")
-
-	cfg, err := LoadConfig(func(string) string { return "" })
-	must(t, err)
-	cfg.RedisURL = c.seedAwayFrom(t, prefix+"presence:instances")
-	cfg.RedisPrefix = prefix
-	cfg.LeaveGrace = 200 * time.Millisecond
-	cfg.Limits.Enabled = false
-	start := func() *App {
-		a, err := New(ctx, cfg, store, slog.New(slog.DiscardHandler), Options{BcryptCost: 4})
-		must(t, err)
-		t.Cleanup(a.Close)
-		return a
-	}
-	a, b := start(), start()
-	anaOnA, err := a.Chat.OpenStream(ctx, ana, sweepSession(t, store, ana, time.Now().Add(time.Hour)), "general", "")
-	must(t, err)
-	t.Cleanup(func() { anaOnA.Close(ctx) })
-	biaOnB, err := b.Chat.OpenStream(ctx, bia, sweepSession(t, store, bia, time.Now().Add(time.Hour)), "general", "")
-	must(t, err)
-	t.Cleanup(func() { biaOnB.Close(ctx) })
-
-	// typingCrosses reports whether bia's typing, set on b, reaches ana's
-	// stream on a.
-	typingCrosses := func() bool {
-		must(t, b.Chat.SetTyping(ctx, bia, "general", true))
-		defer func() { must(t, b.Chat.SetTyping(ctx, bia, "general", false)) }()
-		deadline := time.Now().Add(300 * time.Millisecond)
-		for {
-			f := frameWithin(anaOnA.Sub, time.Until(deadline))
-			if f == nil {
-				return false
-			}
-			if strings.Contains(string(f.Bytes), "event: typing") && strings.Contains(string(f.Bytes), `"typing":true`) {
-				return true
-			}
-		}
-	}
-	if !typingCrosses() {
-		t.Fatal("typing does not cross before the failover")
-	}
-
-	c.masters[holder].stop()
 	replica := plainClient(t, c.replicas[holder])
-	killed := time.Now()
-	eventually(t, 30*time.Second, "the replica takes over", func() bool {
-		role, err := replica.Do(ctx, "ROLE").Slice()
+	rideOutFailover(t, c.seedAwayFrom(t, prefix+"presence:instances"), prefix, c.masters[holder].stop, func() bool {
+		role, err := replica.Do(context.Background(), "ROLE").Slice()
 		return err == nil && len(role) > 0 && role[0] == "master"
 	})
-	promoted := time.Since(killed)
-	eventually(t, 30*time.Second, "typing crosses again", typingCrosses)
-	crossing := time.Since(killed)
-
-	cyOnB, err := b.Chat.OpenStream(ctx, cy, sweepSession(t, store, cy, time.Now().Add(time.Hour)), "general", "")
-	must(t, err)
-	t.Cleanup(func() { cyOnB.Close(ctx) })
-	eventually(t, 30*time.Second, "a sees who joined on b", func() bool {
-		got, err := a.Presence.Online(ctx, "general")
-		return err == nil && slices.Equal(got, []string{"ana", "bia", "cy"}) && a.Presence.(*RedisPresence).usable()
-	})
-	t.Logf("replica promoted %v after the master died; typing crossed again after %v; presence shared again after %v",
-		promoted.Round(10*time.Millisecond), crossing.Round(10*time.Millisecond), time.Since(killed).Round(10*time.Millisecond))
 }
