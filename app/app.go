@@ -186,6 +186,25 @@ func (a *App) Ready(ctx context.Context) error {
 	return nil
 }
 
+// redisHealth is a part of the application that talks to Redis and knows,
+// without asking it, whether it works now.
+type redisHealth interface{ RedisUp() bool }
+
+// RedisUp reports whether Redis serves this instance now: the broker's
+// subscription is live and presence records in Redis (not this
+// instance's streams alone). It asks Redis nothing, for a gauge that is
+// read often. configured is false without REDIS_URL.
+func (a *App) RedisUp() (up, configured bool) {
+	up = true
+	for _, part := range []any{a.Broker, a.Presence} {
+		if h, ok := part.(redisHealth); ok {
+			configured = true
+			up = up && h.RedisUp()
+		}
+	}
+	return up && configured, configured
+}
+
 // StopStreams ends every open stream and refuses new ones: the first step
 // of a graceful shutdown, since streams never end by themselves.
 func (a *App) StopStreams() { a.Hub.Stop() }

@@ -290,6 +290,9 @@ func (b *RedisBroker) probe() {
 	}()
 }
 
+// RedisUp reports whether the subscription is live.
+func (b *RedisBroker) RedisUp() bool { return b.live.Load() }
+
 // Ping is real: it asks Redis, and also fails while the subscription is
 // not yet restored, since until then this instance hears no other.
 func (b *RedisBroker) Ping(ctx context.Context) error {

@@ -463,6 +463,10 @@ func (p *RedisPresence) pruneReleased() {
 	}
 }
 
+// RedisUp reports whether presence records in Redis now, rather than
+// counting this instance's streams alone.
+func (p *RedisPresence) RedisUp() bool { return p.usable() }
+
 func (p *RedisPresence) usable() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -419,11 +419,17 @@ func TestClusterSurvivesARedisRestart(t *testing.T) {
 		p.write(clients[w], []*Server{servers[w]}, 100000, 10*time.Millisecond, "")
 	}
 	p.waitPosted(t, 30)
+	for _, s := range servers {
+		if up, ok := s.Metric(t, "papo_redis_up"); !ok || up != 1 {
+			t.Fatalf("%s: papo_redis_up %v (reported: %v) before the outage", s.URL, up, ok)
+		}
+	}
 
 	rds.Stop()
 	down := time.Now()
 	for _, s := range servers {
 		waitFor(t, s.URL+"/readyz to answer 503", func() bool { return readyz(s) == http.StatusServiceUnavailable })
+		s.WaitMetric(t, "papo_redis_up", 0)
 	}
 	t.Logf("/readyz answered 503 everywhere %v after Redis stopped", time.Since(down).Round(time.Millisecond))
 	// A stream still opens while Redis is down.
@@ -436,6 +442,7 @@ func TestClusterSurvivesARedisRestart(t *testing.T) {
 	up := time.Now()
 	for _, s := range servers {
 		waitFor(t, s.URL+"/readyz to answer 200", func() bool { return readyz(s) == http.StatusOK })
+		s.WaitMetric(t, "papo_redis_up", 1)
 	}
 	t.Logf("/readyz answered 200 everywhere %v after Redis started", time.Since(up).Round(time.Millisecond))
 	p.waitPosted(t, 60)

@@ -58,6 +58,16 @@ func newMetrics(a *app.App) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "papo_gap_fills_total", Help: "Times missing messages were read from the database."},
 			func() float64 { return float64(stats.GapFills.Load()) }),
 	)
+	if _, configured := a.RedisUp(); configured {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "papo_redis_up",
+			Help: "1 while Redis serves this instance (fan-out subscription live, presence recorded in Redis), 0 during an outage."},
+			func() float64 {
+				if up, _ := a.RedisUp(); up {
+					return 1
+				}
+				return 0
+			}))
+	}
 	return m
 }
 
