@@ -165,12 +165,12 @@ func NewHub(origin string, broker Broker, source MessageSource, log *slog.Logger
 		tails:     newBacklogTails(BacklogSize, tailRooms, tailUsers, tailBudget),
 		held:      map[string]*heldBatch{},
 		lastOffer: map[string]time.Time{},
+		restored:  make(chan struct{}, 1),
+		started:   make(chan struct{}),
+		stopping:  make(chan struct{}),
+		done:      make(chan struct{}),
 
 		usersStamps: map[string]int64{},
-		restored:    make(chan struct{}, 1),
-		started:     make(chan struct{}),
-		stopping:    make(chan struct{}),
-		done:        make(chan struct{}),
 	}
 }
 
