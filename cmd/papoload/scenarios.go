@@ -196,6 +196,9 @@ func runFanout(ctx context.Context, cfg *config) error {
 		fmt.Printf("per message (from the answer): p99 median %s, worst %s; max median %s, worst %s\n",
 			ms(pct(p99s, 50)), ms(p99s[len(p99s)-1]), ms(pct(maxes, 50)), ms(maxes[len(maxes)-1]))
 	}
+	if last := lastDeliveries(posts, byMsg); len(last) > 0 {
+		fmt.Printf("per message, in posting order, the last delivery (ms): %s\n", last)
+	}
 	summarizePosts(posts)
 	serverDelta(s0, s1, delivered, "deliveries")
 	fmt.Printf("load tool CPU: %s\n", selfCPU().Round(time.Millisecond))

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -54,6 +56,25 @@ func latencies(set *streamSet, posts []postRec) (fromAnswer, fromSent []int64, b
 		}
 	}
 	return fromAnswer, fromSent, byMsg
+}
+
+// lastDeliveries lists each message's slowest delivery in milliseconds,
+// in posting order, so that a message slower than the rest (the first,
+// or one that met a heartbeat, a collection or a busy neighbour) shows
+// which it was. byMsg holds each message's latencies in nanoseconds.
+func lastDeliveries(posts []postRec, byMsg map[int64][]int64) string {
+	var b strings.Builder
+	for _, p := range posts {
+		v := byMsg[p.id]
+		if len(v) == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(strconv.FormatFloat(float64(slices.Max(v))/1e6, 'f', 1, 64))
+	}
+	return b.String()
 }
 
 // serverDelta prints what the server spent between two samples.
