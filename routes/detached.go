@@ -301,7 +301,7 @@ func (s *detachedStream) serveHeld(blocking bool) (ended bool) {
 			}
 			continue
 		}
-		n, err := writeNonblocking(s.raw, b)
+		n, err := s.shard.out.write(s.raw, b)
 		s.sent += n
 		switch {
 		case err != nil:

@@ -12,7 +12,7 @@ import (
 // its own (pump).
 func rawConnOf(net.Conn) syscall.RawConn { return nil }
 
-func writeNonblocking(syscall.RawConn, []byte) (int, error) {
+func (*rawWriter) write(syscall.RawConn, []byte) (int, error) {
 	return 0, errors.ErrUnsupported
 }
 

@@ -35,32 +35,36 @@ func limitSendBuffer(raw syscall.RawConn) {
 	})
 }
 
-// writeNonblocking writes what of b the socket takes now, and never waits:
-// a short count means the socket buffer is full.
-func writeNonblocking(raw syscall.RawConn, b []byte) (int, error) {
-	var (
-		n    int
-		werr error
-	)
-	err := raw.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, err := sysWrite(int(fd), b[n:])
-			if m > 0 {
-				n += m
-				continue
-			}
-			if errors.Is(err, syscall.EINTR) {
-				continue
-			}
-			if err != nil && !errors.Is(err, syscall.EAGAIN) {
-				werr = err
-			}
-			break
-		}
-		return true
-	})
+// write writes what of b the socket takes now, and never waits: a short
+// count means the socket buffer is full.
+func (w *rawWriter) write(raw syscall.RawConn, b []byte) (int, error) {
+	if w.call == nil {
+		w.call = w.writeFd
+	}
+	w.b, w.n, w.err = b, 0, nil
+	err := raw.Write(w.call)
+	n, werr := w.n, w.err
+	w.b, w.err = nil, nil // nothing kept past the write
 	if err != nil {
 		return n, err
 	}
 	return n, werr
+}
+
+func (w *rawWriter) writeFd(fd uintptr) bool {
+	for w.n < len(w.b) {
+		m, err := sysWrite(int(fd), w.b[w.n:])
+		if m > 0 {
+			w.n += m
+			continue
+		}
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil && !errors.Is(err, syscall.EAGAIN) {
+			w.err = err
+		}
+		break
+	}
+	return true
 }
