@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -68,7 +67,7 @@ func (h *streamHandlers) detach(c *gin.Context, st *app.Stream, release func()) 
 	c.Set(ctxDetached, done)
 	s := &detachedStream{
 		conn:    conn,
-		raw:     rawConnOf(conn),
+		fd:      descriptorOf(conn),
 		st:      st,
 		sub:     st.Sub,
 		chunked: r.ProtoAtLeast(1, 1),
@@ -84,8 +83,8 @@ func (h *streamHandlers) detach(c *gin.Context, st *app.Stream, release func()) 
 		s.end(finish)
 		return true
 	}
-	if s.raw != nil {
-		limitSendBuffer(s.raw)
+	if s.fd >= 0 {
+		limitSendBuffer(s.fd)
 		s.shard = h.writers.pick()
 	} else {
 		s.kick = make(chan struct{}, 1)
@@ -143,7 +142,7 @@ func appendHeader(b []byte, hdr http.Header) []byte {
 
 type detachedStream struct {
 	conn    net.Conn
-	raw     syscall.RawConn // nil when conn has no descriptor (TLS): see pump
+	fd      int // conn's socket, for the writers; -1 without one (TLS): see pump
 	st      *app.Stream
 	sub     *app.Subscriber
 	chunked bool
@@ -154,7 +153,7 @@ type detachedStream struct {
 
 	shard     *writerShard  // the writer that serves the stream
 	scheduled atomic.Bool   // on its writer's ready list
-	kick      chan struct{} // instead of a writer, when raw is nil
+	kick      chan struct{} // instead of a writer, when fd is -1
 	busy      atomic.Bool   // held by whoever writes to the stream
 
 	// Touched only by the holder of busy.
@@ -301,7 +300,7 @@ func (s *detachedStream) serveHeld(blocking bool) (ended bool) {
 			}
 			continue
 		}
-		n, err := s.shard.out.write(s.raw, b)
+		n, err := writeNow(s.fd, b)
 		s.sent += n
 		switch {
 		case err != nil:

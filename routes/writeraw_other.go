@@ -5,15 +5,12 @@ package routes
 import (
 	"errors"
 	"net"
-	"syscall"
 )
 
 // Without unix write(2), every detached stream writes from a goroutine of
 // its own (pump).
-func rawConnOf(net.Conn) syscall.RawConn { return nil }
+func descriptorOf(net.Conn) int { return -1 }
 
-func (*rawWriter) write(syscall.RawConn, []byte) (int, error) {
-	return 0, errors.ErrUnsupported
-}
+func writeNow(int, []byte) (int, error) { return 0, errors.ErrUnsupported }
 
-func limitSendBuffer(syscall.RawConn) {}
+func limitSendBuffer(int) {}

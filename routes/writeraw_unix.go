@@ -8,17 +8,22 @@ import (
 	"syscall"
 )
 
-// rawConnOf is conn's descriptor for non-blocking writes, or nil.
-func rawConnOf(conn net.Conn) syscall.RawConn {
+// descriptorOf is conn's socket descriptor for the writers' non-blocking
+// writes, or -1 when it has none (TLS).
+func descriptorOf(conn net.Conn) int {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return nil
+		return -1
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return nil
+		return -1
 	}
-	return raw
+	fd := -1
+	if err := raw.Control(func(d uintptr) { fd = int(d) }); err != nil {
+		return -1
+	}
+	return fd
 }
 
 // streamSendBuffer caps the kernel's send buffer of a detached stream.
@@ -28,43 +33,35 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 // kernel doubles it) holds many seconds of any room's traffic.
 const streamSendBuffer = 64 << 10
 
-// limitSendBuffer applies streamSendBuffer to raw's socket.
-func limitSendBuffer(raw syscall.RawConn) {
-	_ = raw.Control(func(fd uintptr) {
-		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, streamSendBuffer)
-	})
+// limitSendBuffer applies streamSendBuffer to the socket fd.
+func limitSendBuffer(fd int) {
+	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, streamSendBuffer)
 }
 
-// write writes what of b the socket takes now, and never waits: a short
-// count means the socket buffer is full.
-func (w *rawWriter) write(raw syscall.RawConn, b []byte) (int, error) {
-	if w.call == nil {
-		w.call = w.writeFd
-	}
-	w.b, w.n, w.err = b, 0, nil
-	err := raw.Write(w.call)
-	n, werr := w.n, w.err
-	w.b, w.err = nil, nil // nothing kept past the write
-	if err != nil {
-		return n, err
-	}
-	return n, werr
-}
-
-func (w *rawWriter) writeFd(fd uintptr) bool {
-	for w.n < len(w.b) {
-		m, err := sysWrite(int(fd), w.b[w.n:])
+// writeNow writes what of b the socket fd takes now, and never waits: a
+// short count means the socket buffer is full.
+//
+// It writes to the descriptor itself, not through RawConn.Write, whose
+// lock on the descriptor and reset of the poller's state touched two more
+// structures per stream (cache misses, in a fan-out to thousands) to guard
+// against a close that cannot come: a detached stream's connection is
+// closed only by end, which the holder of busy calls after its last write
+// and without letting busy go.
+func writeNow(fd int, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := sysWrite(fd, b[n:])
 		if m > 0 {
-			w.n += m
+			n += m
 			continue
 		}
 		if errors.Is(err, syscall.EINTR) {
 			continue
 		}
 		if err != nil && !errors.Is(err, syscall.EAGAIN) {
-			w.err = err
+			return n, err
 		}
 		break
 	}
-	return true
+	return n, nil
 }

@@ -47,18 +47,6 @@ type writerShard struct {
 	mu    sync.Mutex
 	ready []*detachedStream
 	wake  chan struct{}
-	out   rawWriter // used by the shard's goroutine alone
-}
-
-// rawWriter makes a writer's non-blocking writes (write, by platform)
-// through RawConn.Write with one callback, made at the first write. A
-// closure per write escaped to the heap with the count and the error it
-// filled in: three allocations per delivery, in every fan-out.
-type rawWriter struct {
-	b    []byte
-	n    int
-	err  error
-	call func(fd uintptr) bool
 }
 
 // push puts s on the ready list. It runs on the hub's goroutine and only
