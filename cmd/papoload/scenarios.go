@@ -154,6 +154,7 @@ func runFanout(ctx context.Context, cfg *config) error {
 	prof := startProfile(ctx, cfg, int((time.Duration(cfg.messages)*(cfg.gap+200*time.Millisecond)).Seconds())+1)
 	set.record.Store(true)
 	var posts []postRec
+	var costs []schedSample // each message's, from before its post to its last delivery
 	incomplete := 0
 	conns := newPostConns()
 	defer conns.close()
@@ -162,12 +163,14 @@ func runFanout(ctx context.Context, cfg *config) error {
 			break
 		}
 		base := set.received.Load()
+		before := sampleSched(cfg.pids)
 		r := p.post(ctx, conns, cfg.urls[m%len(cfg.urls)], cfg.room, accts[m%len(accts)], p.body(m))
 		posts = append(posts, r)
 		deadline := time.Now().Add(cfg.wait)
 		for set.received.Load() < base+set.alive() && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(200 * time.Microsecond)
 		}
+		costs = append(costs, sampleSched(cfg.pids).since(before))
 		if set.received.Load() < base+set.alive() {
 			incomplete++
 		}
@@ -198,6 +201,7 @@ func runFanout(ctx context.Context, cfg *config) error {
 	}
 	if last := lastDeliveries(posts, byMsg); len(last) > 0 {
 		fmt.Printf("per message, in posting order, the last delivery (ms): %s\n", last)
+		printMessageCosts(posts, byMsg, costs)
 	}
 	summarizePosts(posts)
 	serverDelta(s0, s1, delivered, "deliveries")

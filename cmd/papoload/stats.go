@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,18 +64,77 @@ func latencies(set *streamSet, posts []postRec) (fromAnswer, fromSent []int64, b
 // or one that met a heartbeat, a collection or a busy neighbour) shows
 // which it was. byMsg holds each message's latencies in nanoseconds.
 func lastDeliveries(posts []postRec, byMsg map[int64][]int64) string {
+	return inPostingOrder(posts, byMsg, func(i int) time.Duration {
+		return time.Duration(slices.Max(byMsg[posts[i].id]))
+	})
+}
+
+// inPostingOrder lists value(i), in milliseconds, for each post i that
+// reached some stream (byMsg), in posting order: lines made with it for
+// one run have their columns in step.
+func inPostingOrder(posts []postRec, byMsg map[int64][]int64, value func(i int) time.Duration) string {
 	var b strings.Builder
-	for _, p := range posts {
-		v := byMsg[p.id]
-		if len(v) == 0 {
+	for i, p := range posts {
+		if len(byMsg[p.id]) == 0 {
 			continue
 		}
 		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(strconv.FormatFloat(float64(slices.Max(v))/1e6, 'f', 1, 64))
+		b.WriteString(strconv.FormatFloat(float64(value(i))/1e6, 'f', 1, 64))
 	}
 	return b.String()
+}
+
+// schedSample is the time the server's threads and the tool's have spent
+// on a CPU, and the time the server's have spent ready to run while no
+// CPU was theirs, at one moment.
+type schedSample struct {
+	server, serverWait, tool time.Duration
+	ok                       bool
+}
+
+func sampleSched(pids []int) schedSample {
+	if len(pids) == 0 {
+		return schedSample{}
+	}
+	server, wait, err1 := schedTimes(pids)
+	tool, _, err2 := schedTimes([]int{os.Getpid()})
+	return schedSample{server: server, serverWait: wait, tool: tool, ok: err1 == nil && err2 == nil}
+}
+
+// since is what was spent from earlier to s.
+func (s schedSample) since(earlier schedSample) schedSample {
+	return schedSample{
+		server:     s.server - earlier.server,
+		serverWait: s.serverWait - earlier.serverWait,
+		tool:       s.tool - earlier.tool,
+		ok:         s.ok && earlier.ok,
+	}
+}
+
+// printMessageCosts prints, beside each message's last delivery, what it
+// cost the server and the tool, from just before its post to its last
+// delivery. A message slower than the rest that cost as much CPU as they
+// did waited for CPUs that something else had; the server's wait shows
+// what of that the guest's own scheduler saw (the other process on the
+// two cores), and what it did not see went to the host.
+func printMessageCosts(posts []postRec, byMsg map[int64][]int64, costs []schedSample) {
+	for _, c := range costs {
+		if !c.ok {
+			return
+		}
+	}
+	if len(costs) != len(posts) || len(costs) == 0 {
+		return
+	}
+	line := func(label string, f func(schedSample) time.Duration) {
+		fmt.Printf("per message, in posting order, %s (ms): %s\n", label,
+			inPostingOrder(posts, byMsg, func(i int) time.Duration { return f(costs[i]) }))
+	}
+	line("the server's CPU", func(c schedSample) time.Duration { return c.server })
+	line("the server's threads waiting for a CPU", func(c schedSample) time.Duration { return c.serverWait })
+	line("the tool's CPU", func(c schedSample) time.Duration { return c.tool })
 }
 
 // serverDelta prints what the server spent between two samples.
