@@ -115,10 +115,11 @@ func (s schedSample) since(earlier schedSample) schedSample {
 
 // printMessageCosts prints, beside each message's last delivery, what it
 // cost the server and the tool, from just before its post to its last
-// delivery. A message slower than the rest that cost as much CPU as they
-// did waited for CPUs that something else had; the server's wait shows
-// what of that the guest's own scheduler saw (the other process on the
-// two cores), and what it did not see went to the host.
+// delivery. Every message is the same work, so they tell a slow message's
+// cause apart: one that cost more CPU than the rest ran on CPU time that
+// was charged more for the same instructions (a core shared with another
+// guest, time the hypervisor took); one that cost the same waited, and the
+// server's wait shows what of that the machine's own scheduler saw.
 func printMessageCosts(posts []postRec, byMsg map[int64][]int64, costs []schedSample) {
 	for _, c := range costs {
 		if !c.ok {
